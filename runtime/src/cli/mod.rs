@@ -1,0 +1,101 @@
+//! The `weir` command line.
+
+mod plugin_new;
+mod plugin_run;
+mod run;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// weir: run logs and metrics through WebAssembly plugins.
+///
+/// Start with the quickstart: `weir run -c examples/quickstart/pipeline.toml`.
+/// A pipeline file has [sources.*], [transforms.*] and [sinks.*] sections,
+/// each naming its `inputs`; see examples/ and docs/.
+#[derive(Parser)]
+#[command(name = "weir", version, about, long_about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline until its inputs end or SIGINT/SIGTERM (which drain
+    /// everything in flight before exiting).
+    Run {
+        /// The pipeline file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Check a pipeline without running it: the file parses, inputs exist,
+    /// files are there, plugins load and accept their config. Every problem
+    /// is listed with its file and line.
+    Validate {
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Work with plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Run one plugin over JSON lines from stdin and print what it keeps or
+    /// produces: `weir plugin run level_filter.wasm --config level=warn < app.log`.
+    Run {
+        /// The plugin component (.wasm).
+        plugin: PathBuf,
+        /// A setting for the plugin's init, as KEY=VALUE (repeatable).
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        config: Vec<String>,
+        /// How stdin is decoded: json (one object per line) or text.
+        #[arg(long, default_value = "json")]
+        format: String,
+    },
+    /// Create a Rust plugin project that builds and passes its test as
+    /// generated: `weir plugin new my-filter`.
+    New {
+        /// Crate name (lowercase letters, digits, `-` and `_`).
+        name: String,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        path: Option<PathBuf>,
+        /// Path to weir's Rust SDK (default: the one this binary was built with).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+}
+
+pub fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config } => run::run(&config),
+        Command::Validate { config } => run::validate(&config),
+        Command::Plugin(PluginCommand::Run { plugin, config, format }) => plugin_run::run(&plugin, &config, &format),
+        Command::Plugin(PluginCommand::New { name, path, sdk }) => plugin_new::run(&name, path, sdk),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Logs go to stderr (stdout carries events); `WEIR_LOG` sets the filter.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .compact()
+        .init();
+}

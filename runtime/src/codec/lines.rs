@@ -1,0 +1,153 @@
+//! Splitting a byte stream into lines, with a cap on line length.
+//!
+//! Reads land in one reusable buffer and lines are handed out as slices of
+//! it: no copy and no allocation per line. A line longer than the cap is
+//! handed out once, truncated, with its full length, and the rest of it is
+//! skipped without being buffered, so memory stays bounded whatever the input.
+
+/// One line, without its `\n` (or `\r\n`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Line<'a> {
+    Full(&'a [u8]),
+    /// The first `max` bytes of a longer line; it was at least `len` bytes.
+    Truncated { head: &'a [u8], len: usize },
+}
+
+pub struct LineSplitter {
+    buf: Vec<u8>,
+    /// Unconsumed bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+    max: usize,
+    /// Bytes of an over-long line seen so far, while skipping its tail.
+    skipping: Option<usize>,
+}
+
+const READ_CHUNK: usize = 256 * 1024;
+
+impl LineSplitter {
+    pub fn new(max_line_bytes: usize) -> Self {
+        LineSplitter {
+            buf: vec![0; READ_CHUNK.max(max_line_bytes + 1)],
+            start: 0,
+            end: 0,
+            max: max_line_bytes,
+            skipping: None,
+        }
+    }
+
+    /// Space to read into; call [`LineSplitter::filled`] with the count read.
+    pub fn spare(&mut self) -> &mut [u8] {
+        if self.start > 0 && (self.start == self.end || self.buf.len() - self.end < READ_CHUNK / 4) {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        &mut self.buf[self.end..]
+    }
+
+    pub fn filled(&mut self, n: usize) {
+        self.end += n;
+    }
+
+    /// The next complete line, if one is buffered.
+    pub fn next_line(&mut self) -> Option<Line<'_>> {
+        loop {
+            let avail = &self.buf[self.start..self.end];
+            let s = self.start;
+            match memchr::memchr(b'\n', avail) {
+                Some(i) => {
+                    self.start += i + 1;
+                    if self.skipping.take().is_some() {
+                        continue; // the tail of a line already reported as truncated
+                    }
+                    if i > self.max {
+                        return Some(Line::Truncated {
+                            head: &self.buf[s..s + self.max],
+                            len: i,
+                        });
+                    }
+                    return Some(Line::Full(trim_cr(&self.buf[s..s + i])));
+                }
+                None => {
+                    if let Some(seen) = self.skipping.as_mut() {
+                        *seen += avail.len();
+                        self.start = self.end;
+                        return None;
+                    }
+                    if avail.len() > self.max {
+                        // Over-long and unterminated: hand out the head now,
+                        // then skip to the next newline without buffering.
+                        self.skipping = Some(avail.len());
+                        self.start = self.end;
+                        return Some(Line::Truncated {
+                            head: &self.buf[s..s + self.max],
+                            len: avail.len(),
+                        });
+                    }
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// At end of input: the last line if it had no trailing newline.
+    pub fn finish(&mut self) -> Option<Line<'_>> {
+        if self.skipping.take().is_some() || self.start == self.end {
+            self.start = self.end;
+            return None;
+        }
+        let line = &self.buf[self.start..self.end];
+        self.start = self.end;
+        Some(Line::Full(trim_cr(line)))
+    }
+}
+
+fn trim_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(input: &[u8], max: usize, chunk: usize) -> Vec<String> {
+        let mut s = LineSplitter::new(max);
+        let mut out = Vec::new();
+        let mut push = |l: Line<'_>| match l {
+            Line::Full(b) => out.push(String::from_utf8_lossy(b).into_owned()),
+            Line::Truncated { head, len } => out.push(format!("T{len}:{}", String::from_utf8_lossy(head))),
+        };
+        for part in input.chunks(chunk) {
+            s.spare()[..part.len()].copy_from_slice(part);
+            s.filled(part.len());
+            while let Some(l) = s.next_line() {
+                push(l);
+            }
+        }
+        if let Some(l) = s.finish() {
+            push(l);
+        }
+        out
+    }
+
+    #[test]
+    fn lines_across_chunk_boundaries() {
+        for chunk in [1, 2, 3, 7, 100] {
+            assert_eq!(split(b"a\r\nbb\n\nccc", 10, chunk), ["a", "bb", "", "ccc"], "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn over_long_lines_are_truncated_once_and_skipped() {
+        let mut input = b"ok\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 50));
+        input.extend(b"\nafter\n");
+        for chunk in [1, 4, 13, 1000] {
+            let got = split(&input, 8, chunk);
+            assert_eq!(got[0], "ok", "chunk {chunk}");
+            assert!(got[1].starts_with('T') && got[1].ends_with(":xxxxxxxx"), "chunk {chunk}: {got:?}");
+            assert_eq!(&got[2..], ["after"], "chunk {chunk}");
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Bytes in, events out, and back: where a line becomes an event.
+
+mod json_decode;
+pub mod json_encode;
+pub mod lines;
+pub mod timestamp;
+
+pub use json_decode::decode_object;
+pub use lines::{Line, LineSplitter};
+
+use serde::Deserialize;
+use weir_layout::BatchBuf;
+
+/// How a source's lines become events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// One JSON object per line.
+    #[default]
+    Json,
+    /// Each line is the `message` field.
+    Text,
+}
+
+/// Default cap on a line, as in Vector (`max_line_bytes`).
+pub const DEFAULT_MAX_LINE_BYTES: usize = 100 * 1024;
+
+/// Turns lines into events; a line that cannot be decoded still becomes an
+/// event, carrying the raw text in `message` and the reason in `_error`, so
+/// nothing is dropped silently.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    pub format: Format,
+    pub timestamp_field: String,
+    pub max_line_bytes: usize,
+    /// Lines that became `_error` events.
+    pub errors: u64,
+}
+
+impl Decoder {
+    pub fn new(format: Format, timestamp_field: &str, max_line_bytes: usize) -> Self {
+        Decoder {
+            format,
+            timestamp_field: timestamp_field.to_string(),
+            max_line_bytes,
+            errors: 0,
+        }
+    }
+
+    /// Appends the event for `line` (line `line_no` of `origin`) to `batch`.
+    pub fn decode(&mut self, batch: &mut BatchBuf, line: Line<'_>, origin: &str, line_no: u64, now: i64) {
+        let result = match (line, self.format) {
+            (Line::Full(bytes), Format::Json) => decode_object(batch, bytes, &self.timestamp_field, now),
+            (Line::Full(bytes), Format::Text) => match std::str::from_utf8(bytes) {
+                Ok(text) => {
+                    let _ = batch.log(now).field("message", text).finish();
+                    Ok(())
+                }
+                Err(e) => Err(format!("invalid UTF-8 at byte {}", e.valid_up_to())),
+            },
+            (Line::Truncated { len, .. }, _) => Err(format!(
+                "line of at least {len} bytes exceeds max_line_bytes ({}); kept its first {} bytes",
+                self.max_line_bytes, self.max_line_bytes
+            )),
+        };
+        if let Err(reason) = result {
+            self.errors += 1;
+            let raw = match line {
+                Line::Full(b) => b,
+                Line::Truncated { head, .. } => head,
+            };
+            let reason = format!("{origin}:{line_no}: {reason}");
+            if self.errors <= 10 || self.errors.is_power_of_two() {
+                tracing::warn!("{reason} (event kept with `_error`; {} so far)", self.errors);
+            }
+            let _ = batch
+                .log(now)
+                .field("message", &*String::from_utf8_lossy(raw))
+                .field("_error", reason.as_str())
+                .finish();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn undecodable_lines_become_visible_error_events() {
+        let mut d = Decoder::new(Format::Json, "timestamp", 8);
+        let mut b = BatchBuf::new();
+        d.decode(&mut b, Line::Full(br#"{"a":1}"#), "app.log", 1, 0);
+        d.decode(&mut b, Line::Full(b"not json \xff"), "app.log", 2, 0);
+        d.decode(&mut b, Line::Truncated { head: b"{\"a\":\"xx", len: 99 }, "app.log", 3, 0);
+        assert_eq!((b.len(), d.errors), (3, 2));
+        let bad = b.get(1).unwrap();
+        assert_eq!(bad.get_str("message"), Some("not json \u{fffd}"));
+        assert!(bad.get_str("_error").unwrap().starts_with("app.log:2: invalid JSON"));
+        let long = b.get(2).unwrap();
+        assert!(long.get_str("_error").unwrap().contains("exceeds max_line_bytes (8)"));
+
+        let mut t = Decoder::new(Format::Text, "timestamp", 8);
+        t.decode(&mut b, Line::Full(b"plain"), "x", 1, 0);
+        t.decode(&mut b, Line::Full(b"bad \xc3"), "x", 2, 0);
+        assert_eq!(b.get(3).unwrap().get_str("message"), Some("plain"));
+        assert!(b.get(4).unwrap().get_str("_error").unwrap().contains("invalid UTF-8 at byte 4"));
+    }
+}

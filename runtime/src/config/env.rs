@@ -1,0 +1,62 @@
+//! `${NAME}` interpolation, done on the text before parsing so it works in
+//! any value. An unset variable is an error, never an empty string: a
+//! missing secret must not turn into an empty webhook URL.
+
+/// The interpolated text, or `(line, message)` for every unset variable.
+pub fn interpolate(raw: &str) -> Result<String, Vec<(usize, String)>> {
+    let mut out = String::with_capacity(raw.len());
+    let mut errors = Vec::new();
+    for (i, line) in raw.split_inclusive('\n').enumerate() {
+        let mut rest = line;
+        while let Some(at) = rest.find('$') {
+            out.push_str(&rest[..at]);
+            let after = &rest[at..];
+            if after.starts_with("$${") {
+                out.push_str("${");
+                rest = &after[3..];
+            } else if let Some(body) = after.strip_prefix("${") {
+                match body.find('}') {
+                    Some(end) => {
+                        let name = &body[..end];
+                        match std::env::var(name) {
+                            Ok(v) => out.push_str(&v),
+                            Err(_) => errors.push((i + 1, format!("environment variable `{name}` is not set (used as ${{{name}}})"))),
+                        }
+                        rest = &body[end + 1..];
+                    }
+                    None => {
+                        errors.push((i + 1, "`${` without a closing `}`".to_string()));
+                        rest = "";
+                    }
+                }
+            } else {
+                out.push('$');
+                rest = &after[1..];
+            }
+        }
+        out.push_str(rest);
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_set_variables_and_reports_unset_ones() {
+        // SAFETY: no other test reads or writes this variable.
+        unsafe { std::env::set_var("WEIR_TEST_HOOK", "https://hooks.example/x") };
+        assert_eq!(
+            interpolate("url = \"${WEIR_TEST_HOOK}\"\ncost = \"$5 $${literal}\"\n").unwrap(),
+            "url = \"https://hooks.example/x\"\ncost = \"$5 ${literal}\"\n"
+        );
+        let errs = interpolate("a = 1\nb = \"${WEIR_TEST_UNSET_VAR}\"\n").unwrap_err();
+        assert_eq!(errs[0].0, 2);
+        assert!(errs[0].1.contains("WEIR_TEST_UNSET_VAR"));
+    }
+}

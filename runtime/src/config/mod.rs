@@ -1,0 +1,294 @@
+//! The pipeline file: `[sources.*]`, `[transforms.*]` and `[sinks.*]`, each
+//! naming its `inputs`.
+//!
+//! ```toml
+//! [sources.app]
+//! type = "file"
+//! path = "app.log"
+//!
+//! [transforms.warnings]
+//! type = "wasm"
+//! inputs = ["app"]
+//! plugin = "level_filter.wasm"
+//! config = { level = "warn" }
+//!
+//! [sinks.out]
+//! type = "stdout"
+//! inputs = ["warnings"]
+//! ```
+//!
+//! Relative paths are relative to the pipeline file. `${NAME}` is replaced by
+//! the environment variable (`$${` writes a literal `${`).
+
+mod env;
+mod problems;
+mod types;
+
+pub use problems::{Problem, Problems};
+pub use types::*;
+
+use std::path::{Path, PathBuf};
+
+/// A parsed pipeline with the text it came from, for pointing at lines.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub path: PathBuf,
+    pub text: String,
+    pub file: PipelineFile,
+}
+
+impl Pipeline {
+    /// Reads, interpolates and parses the file; every problem found is returned.
+    pub fn load(path: &Path) -> Result<Pipeline, Problems> {
+        let raw = std::fs::read_to_string(path).map_err(|e| {
+            Problems::one(Problem::new(path, None, format!("cannot read the pipeline file: {e}")))
+        })?;
+        Self::parse(path, &raw)
+    }
+
+    pub fn parse(path: &Path, raw: &str) -> Result<Pipeline, Problems> {
+        let text = env::interpolate(raw).map_err(|errs| {
+            Problems(
+                errs.into_iter()
+                    .map(|(line, msg)| Problem::new(path, Some(line), msg))
+                    .collect(),
+            )
+        })?;
+        let file: PipelineFile = toml::from_str(&text).map_err(|e| {
+            let line = e.span().map(|s| line_of(&text, s.start));
+            Problems::one(Problem::new(path, line, e.message().trim().to_string()))
+        })?;
+        let p = Pipeline {
+            path: path.to_path_buf(),
+            text,
+            file,
+        };
+        p.check_graph()?;
+        Ok(p)
+    }
+
+    /// Directory relative paths are resolved against.
+    pub fn base_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir().join(p)
+        }
+    }
+
+    /// The line of `key` inside `[section.name]`, or of the header itself.
+    pub fn locate(&self, section: &str, name: &str, key: Option<&str>) -> Option<usize> {
+        let header = format!("[{section}.{name}]");
+        let quoted = format!("[{section}.\"{name}\"]");
+        let mut lines = self.text.lines().enumerate();
+        let (h, _) = lines.find(|(_, l)| {
+            let t = l.trim();
+            t.starts_with(&header) || t.starts_with(&quoted)
+        })?;
+        let Some(key) = key else { return Some(h + 1) };
+        for (i, l) in lines {
+            let t = l.trim_start();
+            if t.starts_with('[') {
+                break;
+            }
+            if t.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with('=')) {
+                return Some(i + 1);
+            }
+        }
+        Some(h + 1)
+    }
+
+    pub fn problem(&self, section: &str, name: &str, key: Option<&str>, msg: impl Into<String>) -> Problem {
+        let line = self.locate(section, name, key);
+        let what = match key {
+            Some(k) => format!("[{section}.{name}] {k}: "),
+            None => format!("[{section}.{name}]: "),
+        };
+        Problem::new(&self.path, line, format!("{what}{}", msg.into()))
+    }
+
+    /// Every component name, with its section.
+    pub fn components(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        let f = &self.file;
+        f.sources
+            .keys()
+            .map(|k| ("sources", k.as_str()))
+            .chain(f.transforms.keys().map(|k| ("transforms", k.as_str())))
+            .chain(f.sinks.keys().map(|k| ("sinks", k.as_str())))
+    }
+
+    /// Names are unique, inputs exist, nothing feeds on a sink, no cycles.
+    fn check_graph(&self) -> Result<(), Problems> {
+        let mut problems = Vec::new();
+        let f = &self.file;
+        let mut seen = std::collections::HashMap::new();
+        for (section, name) in self.components() {
+            if let Some(other) = seen.insert(name, section) {
+                problems.push(self.problem(section, name, None, format!(
+                    "the name `{name}` is also used in [{other}]; component names must be unique"
+                )));
+            }
+        }
+        if f.sources.is_empty() {
+            problems.push(Problem::new(&self.path, None, "no [sources.*]: a pipeline needs at least one source".into()));
+        }
+        if f.sinks.is_empty() {
+            problems.push(Problem::new(&self.path, None, "no [sinks.*]: a pipeline needs at least one sink".into()));
+        }
+        let inputs = f
+            .transforms
+            .iter()
+            .map(|(n, t)| ("transforms", n, t.inputs()))
+            .chain(f.sinks.iter().map(|(n, s)| ("sinks", n, s.inputs())));
+        for (section, name, ins) in inputs {
+            if ins.is_empty() {
+                problems.push(self.problem(section, name, Some("inputs"), "empty: name at least one source or transform"));
+            }
+            for input in ins {
+                match seen.get(input.as_str()) {
+                    Some(&"sinks") => problems.push(self.problem(section, name, Some("inputs"), format!(
+                        "`{input}` is a sink; inputs must be sources or transforms"
+                    ))),
+                    Some(_) => {}
+                    None => {
+                        let hint = closest(input, seen.keys().copied())
+                            .map(|c| format!(" (did you mean `{c}`?)"))
+                            .unwrap_or_default();
+                        problems.push(self.problem(section, name, Some("inputs"), format!(
+                            "no component named `{input}`{hint}"
+                        )));
+                    }
+                }
+            }
+        }
+        if problems.is_empty() {
+            if let Some(cycle) = self.find_cycle() {
+                problems.push(self.problem("transforms", &cycle[0], Some("inputs"), format!(
+                    "transforms feed each other in a cycle: {}",
+                    cycle.join(" -> ")
+                )));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Problems(problems))
+        }
+    }
+
+    fn find_cycle(&self) -> Option<Vec<String>> {
+        let t = &self.file.transforms;
+        fn visit<'a>(n: &'a str, t: &'a Transforms, path: &mut Vec<&'a str>, done: &mut Vec<&'a str>) -> Option<Vec<String>> {
+            if let Some(i) = path.iter().position(|p| *p == n) {
+                let mut c: Vec<String> = path[i..].iter().map(|s| s.to_string()).collect();
+                c.push(n.to_string());
+                return Some(c);
+            }
+            if done.contains(&n) {
+                return None;
+            }
+            path.push(n);
+            for input in t.get(n).map(|x| x.inputs()).unwrap_or_default() {
+                if t.contains_key(input.as_str()) {
+                    if let Some(c) = visit(input, t, path, done) {
+                        return Some(c);
+                    }
+                }
+            }
+            path.pop();
+            done.push(n);
+            None
+        }
+        let mut done = Vec::new();
+        t.keys().find_map(|n| visit(n, t, &mut Vec::new(), &mut done))
+    }
+}
+
+pub fn line_of(text: &str, byte: usize) -> usize {
+    text[..byte.min(text.len())].matches('\n').count() + 1
+}
+
+/// The known name nearest to `word`, if it is close enough to be a typo.
+pub fn closest<'a>(word: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    known
+        .map(|k| (strsim(word, k), k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance.
+fn strsim(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Pipeline, String> {
+        Pipeline::parse(Path::new("p.toml"), text).map_err(|p| p.to_string())
+    }
+
+    const OK: &str = r#"
+[sources.app]
+type = "generator"
+
+[transforms.keep]
+type = "wasm"
+inputs = ["app"]
+plugin = "f.wasm"
+config = { level = "warn", n = 3, nested = { a = true } }
+
+[sinks.out]
+type = "stdout"
+inputs = ["keep"]
+"#;
+
+    #[test]
+    fn a_good_pipeline_parses_with_flattened_plugin_config() {
+        let p = parse(OK).unwrap();
+        let t = &p.file.transforms["keep"];
+        assert_eq!(
+            t.plugin_config(),
+            [("level".into(), "warn".into()), ("n".into(), "3".into()), ("nested.a".into(), "true".into())]
+        );
+    }
+
+    #[test]
+    fn wrong_inputs_are_reported_with_line_and_suggestion() {
+        let err = parse(&OK.replace("inputs = [\"keep\"]", "inputs = [\"kep\", \"nope\"]")).unwrap_err();
+        assert!(err.contains("p.toml:14: [sinks.out] inputs: no component named `kep` (did you mean `keep`?)"), "{err}");
+        assert!(err.contains("no component named `nope`"), "{err}");
+    }
+
+    #[test]
+    fn typos_in_keys_and_types_name_the_line() {
+        let err = parse(&OK.replace("plugin = ", "plugn = ")).unwrap_err();
+        assert!(err.contains("p.toml:5:") || err.contains("p.toml:8:"), "{err}");
+        assert!(err.contains("plugn"), "{err}");
+        let err = parse(&OK.replace("type = \"stdout\"", "type = \"stdot\"")).unwrap_err();
+        assert!(err.contains("stdot"), "{err}");
+    }
+
+    #[test]
+    fn cycles_and_sink_inputs_are_refused() {
+        let cyc = OK.replace("inputs = [\"app\"]", "inputs = [\"keep\"]");
+        assert!(parse(&cyc).unwrap_err().contains("cycle: keep -> keep"));
+        let extra = format!("{OK}\n[sinks.two]\ntype = \"blackhole\"\ninputs = [\"out\"]\n");
+        assert!(parse(&extra).unwrap_err().contains("`out` is a sink"));
+    }
+}

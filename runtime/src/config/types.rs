@@ -1,0 +1,242 @@
+//! The shape of a pipeline file. Every struct rejects unknown keys, so a
+//! typo is an error that names the key rather than a setting silently ignored.
+
+use crate::codec::{Format, DEFAULT_MAX_LINE_BYTES};
+use indexmap::IndexMap;
+use serde::Deserialize;
+use std::path::PathBuf;
+
+pub type Sources = IndexMap<String, SourceConfig>;
+pub type Transforms = IndexMap<String, TransformConfig>;
+pub type Sinks = IndexMap<String, SinkConfig>;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineFile {
+    #[serde(default)]
+    pub settings: Settings,
+    #[serde(default)]
+    pub sources: Sources,
+    #[serde(default)]
+    pub transforms: Transforms,
+    #[serde(default)]
+    pub sinks: Sinks,
+}
+
+/// Pipeline-wide tuning; the defaults suit most pipelines.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Most events a source puts in one batch.
+    pub batch_size: usize,
+    /// A source sends a partial batch after this long without filling one.
+    pub batch_timeout_ms: u64,
+    /// Batches each component's input queue holds before its producers wait.
+    pub channel_capacity: usize,
+    /// Where compiled plugins are cached (default: `~/.cache/weir`).
+    pub plugin_cache_dir: Option<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            batch_size: 1024,
+            batch_timeout_ms: 100,
+            channel_capacity: 8,
+            plugin_cache_dir: None,
+        }
+    }
+}
+
+fn default_timestamp_field() -> String {
+    "timestamp".into()
+}
+fn default_max_line_bytes() -> usize {
+    DEFAULT_MAX_LINE_BYTES
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SourceConfig {
+    File(FileSource),
+    Stdin(StdinSource),
+    Generator(GeneratorSource),
+}
+
+/// Reads a file; with `follow`, keeps reading as it grows and across
+/// rotation, like `tail -F`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSource {
+    pub path: PathBuf,
+    #[serde(default)]
+    pub follow: bool,
+    /// `beginning` (default) or `end`: where to start in a file that exists.
+    #[serde(default)]
+    pub read_from: ReadFrom,
+    #[serde(default)]
+    pub format: Format,
+    #[serde(default = "default_timestamp_field")]
+    pub timestamp_field: String,
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadFrom {
+    #[default]
+    Beginning,
+    End,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdinSource {
+    #[serde(default)]
+    pub format: Format,
+    #[serde(default = "default_timestamp_field")]
+    pub timestamp_field: String,
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: usize,
+}
+
+/// Synthesises microservice JSON logs, for demos and benchmarks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorSource {
+    /// Events per second; 0 means as fast as the pipeline takes them.
+    #[serde(default)]
+    pub rate: f64,
+    /// Stop after this many events (default: never).
+    pub count: Option<u64>,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TransformConfig {
+    Wasm(WasmTransform),
+}
+
+impl TransformConfig {
+    pub fn inputs(&self) -> &[String] {
+        match self {
+            TransformConfig::Wasm(w) => &w.inputs,
+        }
+    }
+
+    pub fn plugin_config(&self) -> Vec<(String, String)> {
+        match self {
+            TransformConfig::Wasm(w) => {
+                let mut out = Vec::new();
+                flatten("", &w.config, &mut out);
+                out
+            }
+        }
+    }
+}
+
+/// Runs a Wasm filter or transform plugin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WasmTransform {
+    pub inputs: Vec<String>,
+    /// Path to the component (`.wasm`).
+    pub plugin: PathBuf,
+    /// Passed to the plugin's `init` as key/value strings.
+    #[serde(default)]
+    pub config: toml::Table,
+    /// What happens to an event the plugin fails on.
+    #[serde(default)]
+    pub on_error: OnError,
+    /// Instances running batches in parallel (order across batches is not
+    /// kept when above 1).
+    #[serde(default = "one")]
+    pub workers: usize,
+    /// Cap on each instance's memory, in MiB.
+    #[serde(default = "default_memory_mb")]
+    pub memory_limit_mb: usize,
+}
+
+fn one() -> usize {
+    1
+}
+fn default_memory_mb() -> usize {
+    256
+}
+
+/// The fate of an event a plugin returns an error for, or of a whole batch
+/// when the plugin fails or traps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Pass the event on unchanged, with the reason in `_error` (nothing is lost).
+    #[default]
+    Pass,
+    /// Drop the event; it is counted and logged.
+    Drop,
+}
+
+fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        match v {
+            toml::Value::Table(t) => flatten(&key, t, out),
+            toml::Value::String(s) => out.push((key, s.clone())),
+            toml::Value::Array(a) => {
+                let json = serde_json::to_string(a).unwrap_or_default();
+                out.push((key, json));
+            }
+            other => out.push((key, other.to_string())),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SinkConfig {
+    Stdout(StdoutSink),
+    File(FileSink),
+    Blackhole(BlackholeSink),
+}
+
+impl SinkConfig {
+    pub fn inputs(&self) -> &[String] {
+        match self {
+            SinkConfig::Stdout(s) => &s.inputs,
+            SinkConfig::File(s) => &s.inputs,
+            SinkConfig::Blackhole(s) => &s.inputs,
+        }
+    }
+}
+
+/// JSON lines on standard output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutSink {
+    pub inputs: Vec<String>,
+}
+
+/// JSON lines appended to a file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSink {
+    pub inputs: Vec<String>,
+    pub path: PathBuf,
+    /// Append (default) or truncate at start.
+    #[serde(default = "yes")]
+    pub append: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Counts and discards events: for benchmarks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlackholeSink {
+    pub inputs: Vec<String>,
+}

@@ -1,0 +1,96 @@
+//! What the host gives each instance: the `host` imports, a WASI context
+//! that grants nothing (no files, sockets, env or args), and a memory cap.
+
+use super::bindings::{self, Level};
+use anyhow::Result;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Counters a plugin keeps through `counter-add`, shared by its instances.
+#[derive(Debug, Default)]
+pub struct Counters(Mutex<BTreeMap<String, u64>>);
+
+impl Counters {
+    pub fn add(&self, name: &str, delta: u64) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match m.get_mut(name) {
+            Some(v) => *v = v.saturating_add(delta),
+            None => {
+                m.insert(name.to_string(), delta);
+            }
+        }
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+pub struct HostState {
+    pub plugin: String,
+    pub counters: std::sync::Arc<Counters>,
+    pub limits: StoreLimits,
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl HostState {
+    pub fn new(plugin: &super::Plugin) -> Self {
+        // Guests built for wasm32-wasip2 import WASI even when they use none
+        // of it; link it with nothing granted. Plugin stderr (panic messages)
+        // goes to weir's stderr; stdout is closed so it cannot corrupt output.
+        let wasi = WasiCtx::builder()
+            .inherit_stderr()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        HostState {
+            plugin: plugin.name.clone(),
+            counters: plugin.counters.clone(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(plugin.limits.memory_bytes)
+                .trap_on_grow_failure(true)
+                .build(),
+            wasi,
+            table: ResourceTable::new(),
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl bindings::Host for HostState {
+    fn log(&mut self, level: Level, message: String) {
+        let plugin = self.plugin.as_str();
+        match level {
+            Level::Trace => tracing::trace!(plugin, "{message}"),
+            Level::Debug => tracing::debug!(plugin, "{message}"),
+            Level::Info => tracing::info!(plugin, "{message}"),
+            Level::Warn => tracing::warn!(plugin, "{message}"),
+            Level::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+
+    fn counter_add(&mut self, name: String, delta: u64) {
+        self.counters.add(&name, delta);
+    }
+}
+
+impl bindings::filter::weir::plugin::types::Host for HostState {}
+
+pub fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
+    wasmtime_wasi::p2::add_to_linker_sync(linker).map_err(anyhow::Error::from)?;
+    bindings::filter::Filter::add_to_linker::<_, HasSelf<_>>(linker, |s| s).map_err(anyhow::Error::from)?;
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! The Wasm plugin host: loads components built against `wit/plugin.wit`,
+//! caches their compiled form on disk, and runs batches through instances.
+//!
+//! One [`PluginEngine`] per process; a [`Plugin`] per pipeline component
+//! (compiled once); an [`Instance`] per worker (its own store, memory and
+//! state). Calls are synchronous and CPU-bound, so workers run them on their
+//! own threads, off the async runtime.
+
+mod bindings;
+mod cache;
+mod host;
+mod instance;
+
+pub use host::Counters;
+pub use bindings::EventError;
+pub use instance::{CallError, Instance, Reply};
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine};
+
+/// Which world a component implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginKind {
+    Filter,
+    Transform,
+}
+
+impl PluginKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::Filter => "filter",
+            PluginKind::Transform => "transform",
+        }
+    }
+}
+
+/// What a plugin instance may use beyond computing.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Cap on the instance's linear memory, in bytes.
+    pub memory_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 256 << 20,
+        }
+    }
+}
+
+/// The shared Wasm engine, linker and compiled-component cache.
+#[derive(Clone)]
+pub struct PluginEngine {
+    engine: Engine,
+    linker: Arc<Linker<host::HostState>>,
+    cache_dir: Option<PathBuf>,
+}
+
+impl PluginEngine {
+    /// An engine that caches compiled components in `cache_dir` (none: no cache).
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Self> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
+        let mut linker = Linker::new(&engine);
+        host::add_to_linker(&mut linker)?;
+        Ok(PluginEngine {
+            engine,
+            linker: Arc::new(linker),
+            cache_dir,
+        })
+    }
+
+    /// Where compiled components are cached unless told otherwise:
+    /// `$WEIR_CACHE_DIR`, else `$XDG_CACHE_HOME/weir`, else `~/.cache/weir`.
+    pub fn default_cache_dir() -> Option<PathBuf> {
+        if let Some(d) = std::env::var_os("WEIR_CACHE_DIR") {
+            return Some(PathBuf::from(d));
+        }
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+        Some(base.join("weir"))
+    }
+
+    /// Compiles (or loads from the cache) the component at `path`.
+    pub fn load(&self, name: &str, path: &Path, config: Vec<(String, String)>, limits: Limits) -> Result<Plugin> {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let component = cache::compile(&self.engine, &bytes, self.cache_dir.as_deref())
+            .with_context(|| format!("{} is not a loadable Wasm component", path.display()))?;
+        let kind = detect_kind(&self.engine, &component)
+            .with_context(|| format!("{} does not implement weir:plugin@0.1.0", path.display()))?;
+        Ok(Plugin {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            kind,
+            component,
+            engine: self.clone(),
+            config,
+            limits,
+            counters: Arc::new(Counters::default()),
+        })
+    }
+}
+
+fn detect_kind(engine: &Engine, component: &Component) -> Result<PluginKind> {
+    let ty = component.component_type();
+    let names: Vec<&str> = ty.exports(engine).map(|(n, _)| n).collect();
+    let has = |n| names.contains(&n);
+    match (has("init"), has("filter"), has("transform")) {
+        (true, true, false) => Ok(PluginKind::Filter),
+        (true, false, true) => Ok(PluginKind::Transform),
+        _ => bail!(
+            "it exports [{}]; a plugin exports `init` and one of `filter` or `transform`",
+            names.join(", ")
+        ),
+    }
+}
+
+/// A compiled plugin and the settings its instances start with.
+#[derive(Clone)]
+pub struct Plugin {
+    pub name: String,
+    pub path: PathBuf,
+    pub kind: PluginKind,
+    component: Component,
+    engine: PluginEngine,
+    config: Vec<(String, String)>,
+    limits: Limits,
+    pub counters: Arc<Counters>,
+}
+
+impl Plugin {
+    /// A fresh instance, `init`ed with the plugin's config.
+    pub fn instantiate(&self) -> Result<Instance> {
+        Instance::new(self).with_context(|| {
+            format!("plugin `{}` ({})", self.name, self.path.display())
+        })
+    }
+}

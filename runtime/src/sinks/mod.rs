@@ -1,0 +1,62 @@
+//! Where events leave weir. Each sink writes whole batches and flushes after
+//! each, so what a sink accepted is on its way out.
+
+use crate::codec::json_encode;
+use crate::config::SinkConfig;
+use crate::topology::{Rx, Shutdown, Stats};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Runs a sink until its input closes. A sink that cannot write stops the
+/// pipeline (there is nowhere safe to put the events) and keeps draining so
+/// upstream components can finish.
+pub fn run(name: &str, cfg: &SinkConfig, path: Option<&Path>, input: Rx, stats: Arc<Stats>, shutdown: Shutdown) {
+    let mut writer: Box<dyn Write> = match cfg {
+        SinkConfig::Stdout(_) => Box::new(std::io::stdout().lock()),
+        SinkConfig::File(f) => {
+            let path = path.expect("file sinks have a resolved path");
+            let opened = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .append(f.append)
+                .truncate(!f.append)
+                .open(path);
+            match opened {
+                Ok(file) => Box::new(file),
+                Err(e) => {
+                    tracing::error!(sink = name, "cannot open {}: {e}", path.display());
+                    shutdown.trigger();
+                    return drain(input);
+                }
+            }
+        }
+        SinkConfig::Blackhole(_) => Box::new(std::io::sink()),
+    };
+    let encode = !matches!(cfg, SinkConfig::Blackhole(_));
+    let mut buf = Vec::with_capacity(1 << 20);
+    while let Ok(batch) = input.recv_blocking() {
+        Stats::add(&stats.events_in, batch.len());
+        if !encode {
+            Stats::add(&stats.events_out, batch.len());
+            continue;
+        }
+        buf.clear();
+        for event in batch.iter() {
+            json_encode::write_event(&mut buf, &event);
+            buf.push(b'\n');
+        }
+        if let Err(e) = writer.write_all(&buf).and_then(|()| writer.flush()) {
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                tracing::error!(sink = name, "cannot write: {e}; stopping the pipeline");
+            }
+            shutdown.trigger();
+            return drain(input);
+        }
+        Stats::add(&stats.events_out, batch.len());
+    }
+}
+
+fn drain(input: Rx) {
+    while input.recv_blocking().is_ok() {}
+}

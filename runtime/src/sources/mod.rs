@@ -1,0 +1,120 @@
+//! Where events come from. Each source reads, decodes into batches of up to
+//! `batch_size` events, and sends a batch when it is full or when the source
+//! would otherwise wait (end of file, idle input, a rate-limit pause).
+
+pub mod file;
+pub mod generator;
+pub mod stdin;
+
+use crate::codec::{timestamp, Decoder, LineSplitter};
+use crate::topology::{Closed, Output, Stats};
+use std::sync::atomic::Ordering;
+use weir_layout::BatchBuf;
+
+/// Collects events into batches and sends them on.
+pub struct Batcher {
+    batch: BatchBuf,
+    max: usize,
+    out: Output,
+}
+
+impl Batcher {
+    pub fn new(out: Output, max: usize) -> Self {
+        Batcher {
+            batch: BatchBuf::with_capacity(max, max * 256),
+            max,
+            out,
+        }
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.batch.len() >= self.max
+    }
+
+    /// Sends what is collected, if anything.
+    pub fn flush(&mut self) -> Result<(), Closed> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::replace(&mut self.batch, BatchBuf::with_capacity(self.max, self.max * 256));
+        self.out.send(full)
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.out.stats
+    }
+}
+
+/// Lines from a byte stream, decoded into a [`Batcher`].
+pub struct LineReader {
+    pub splitter: LineSplitter,
+    decoder: Decoder,
+    origin: String,
+    line_no: u64,
+}
+
+impl LineReader {
+    pub fn new(decoder: Decoder, origin: String) -> Self {
+        LineReader {
+            splitter: LineSplitter::new(decoder.max_line_bytes),
+            decoder,
+            origin,
+            line_no: 0,
+        }
+    }
+
+    /// Decodes every complete line buffered, sending full batches.
+    pub fn drain(&mut self, out: &mut Batcher) -> Result<(), Closed> {
+        let now = timestamp::now_ns();
+        while let Some(line) = self.splitter.next_line() {
+            self.line_no += 1;
+            self.decoder.decode(&mut out.batch, line, &self.origin, self.line_no, now);
+            if out.is_full() {
+                self.count(out);
+                out.flush()?;
+            }
+        }
+        self.count(out);
+        Ok(())
+    }
+
+    /// Decodes `bytes` that arrived from elsewhere (a pipe, a generator).
+    pub fn feed(&mut self, mut bytes: &[u8], out: &mut Batcher) -> Result<(), Closed> {
+        while !bytes.is_empty() {
+            let spare = self.splitter.spare();
+            let n = spare.len().min(bytes.len());
+            spare[..n].copy_from_slice(&bytes[..n]);
+            self.splitter.filled(n);
+            bytes = &bytes[n..];
+            self.drain(out)?;
+        }
+        Ok(())
+    }
+
+    /// At end of input: decodes a last line without a newline.
+    pub fn finish(&mut self, out: &mut Batcher) -> Result<(), Closed> {
+        if let Some(line) = self.splitter.finish() {
+            self.line_no += 1;
+            let now = timestamp::now_ns();
+            self.decoder.decode(&mut out.batch, line, &self.origin, self.line_no, now);
+        }
+        self.count(out);
+        out.flush()
+    }
+
+    /// Starts over on a new stream (a rotated file): line numbers restart.
+    pub fn reset(&mut self, origin: String) {
+        self.splitter = LineSplitter::new(self.decoder.max_line_bytes);
+        self.origin = origin;
+        self.line_no = 0;
+    }
+
+    fn count(&self, out: &Batcher) {
+        let s = out.stats();
+        s.errors.store(self.decoder.errors, Ordering::Relaxed);
+    }
+
+    pub fn lines(&self) -> u64 {
+        self.line_no
+    }
+}

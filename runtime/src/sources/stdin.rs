@@ -1,0 +1,63 @@
+//! The `stdin` source: lines from standard input until it closes.
+
+use super::{Batcher, LineReader};
+use crate::codec::Decoder;
+use crate::config::StdinSource;
+use crate::topology::Shutdown;
+use std::io::Read;
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub fn run(name: &str, cfg: &StdinSource, mut out: Batcher, shutdown: Shutdown) {
+    let decoder = Decoder::new(cfg.format, &cfg.timestamp_field, cfg.max_line_bytes);
+    let mut reader = LineReader::new(decoder, "stdin".into());
+    // A blocked read cannot be interrupted, so reading happens on a helper
+    // thread; this loop can then notice shutdown and end the source.
+    let (tx, rx) = mpsc::sync_channel::<std::io::Result<Vec<u8>>>(4);
+    std::thread::Builder::new()
+        .name("stdin-reader".into())
+        .spawn(move || {
+            let mut stdin = std::io::stdin().lock();
+            loop {
+                let mut chunk = vec![0; 64 * 1024];
+                match stdin.read(&mut chunk) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        chunk.truncate(n);
+                        if tx.send(Ok(chunk)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                }
+            }
+        })
+        .expect("spawn stdin reader");
+    loop {
+        if shutdown.is_triggered() {
+            break;
+        }
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(Ok(chunk)) => {
+                if reader.feed(&chunk, &mut out).is_err() {
+                    return;
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::error!(source = name, "cannot read stdin: {e}");
+                break;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if out.flush().is_err() {
+                    return;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let _ = reader.finish(&mut out);
+}

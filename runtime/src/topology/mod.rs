@@ -1,0 +1,13 @@
+//! The running pipeline: components wired by bounded channels.
+//!
+//! Every component runs on its own thread. Sources read and decode; Wasm
+//! transforms are CPU-bound calls; sinks write. Threads keep that work off any
+//! async executor and make each component's pace visible to its neighbours
+//! through the channels alone. Shutdown flows with the data: sources stop,
+//! drop their senders, and each component ends when its input is drained.
+
+mod build;
+mod edge;
+
+pub use build::{build, Built, Running};
+pub use edge::{Closed, Output, Rx, Shutdown, Stats, Tx};

@@ -1,0 +1,3 @@
+//! Stages between sources and sinks. Today: Wasm plugins.
+
+pub mod wasm;
