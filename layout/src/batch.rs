@@ -148,7 +148,8 @@ impl BatchBuf {
     /// Appends all events of `other`.
     pub fn append(&mut self, other: &BatchBuf) {
         let shift = self.bytes.len() as u32 - spec::HEADER_LEN as u32;
-        self.bytes.extend_from_slice(&other.bytes[spec::HEADER_LEN..]);
+        self.bytes
+            .extend_from_slice(&other.bytes[spec::HEADER_LEN..]);
         self.starts.extend(other.starts.iter().map(|s| s + shift));
         self.write_count();
     }
@@ -261,7 +262,8 @@ impl BatchBuf {
         let mut enc = Encoder::new(b);
         enc.key(name)?;
         enc.buf.push(kind as u8);
-        enc.buf.extend_from_slice(&(labels.len() as u32).to_le_bytes());
+        enc.buf
+            .extend_from_slice(&(labels.len() as u32).to_le_bytes());
         for (k, v) in labels {
             enc.key(k)?;
             let len = u32::try_from(v.len()).map_err(|_| LayoutError::TooLarge(v.len()))?;
@@ -273,19 +275,45 @@ impl BatchBuf {
                 enc.buf.extend_from_slice(&v.to_le_bytes());
                 return Ok(());
             }
-            (MetricKind::Histogram, MetricValue::Histogram { count, sum, buckets }) => {
+            (
+                MetricKind::Histogram,
+                MetricValue::Histogram {
+                    count,
+                    sum,
+                    buckets,
+                },
+            ) => {
                 enc.buf.extend_from_slice(&count.to_le_bytes());
                 enc.buf.extend_from_slice(&sum.to_le_bytes());
-                buckets.iter().map(|(le, c)| pair(le.to_le_bytes(), c.to_le_bytes())).collect()
+                buckets
+                    .iter()
+                    .map(|(le, c)| pair(le.to_le_bytes(), c.to_le_bytes()))
+                    .collect()
             }
-            (MetricKind::Summary, MetricValue::Summary { count, sum, quantiles }) => {
+            (
+                MetricKind::Summary,
+                MetricValue::Summary {
+                    count,
+                    sum,
+                    quantiles,
+                },
+            ) => {
                 enc.buf.extend_from_slice(&count.to_le_bytes());
                 enc.buf.extend_from_slice(&sum.to_le_bytes());
-                quantiles.iter().map(|(q, v)| pair(q.to_le_bytes(), v.to_le_bytes())).collect()
+                quantiles
+                    .iter()
+                    .map(|(q, v)| pair(q.to_le_bytes(), v.to_le_bytes()))
+                    .collect()
             }
-            _ => return Err(LayoutError::BadTag { at: 0, tag: kind as u8 }),
+            _ => {
+                return Err(LayoutError::BadTag {
+                    at: 0,
+                    tag: kind as u8,
+                })
+            }
         };
-        enc.buf.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+        enc.buf
+            .extend_from_slice(&(pairs.len() as u32).to_le_bytes());
         for p in pairs {
             enc.buf.extend_from_slice(&p);
         }
@@ -326,7 +354,8 @@ impl BatchBuf {
         let shift = cut - spec::HEADER_LEN;
         let mut tail = BatchBuf::with_capacity(self.len() - at, self.bytes.len() - cut);
         tail.bytes.extend_from_slice(&self.bytes[cut..]);
-        tail.starts.extend(self.starts[at..].iter().map(|s| s - shift as u32));
+        tail.starts
+            .extend(self.starts[at..].iter().map(|s| s - shift as u32));
         tail.write_count();
         self.bytes.truncate(cut);
         self.starts.truncate(at);
@@ -384,7 +413,10 @@ mod tests {
             keep.set(i);
         }
         b.retain_bitmap(keep.as_bytes());
-        let is: Vec<_> = b.iter().map(|e| e.get("i").unwrap().as_i64().unwrap()).collect();
+        let is: Vec<_> = b
+            .iter()
+            .map(|e| e.get("i").unwrap().as_i64().unwrap())
+            .collect();
         assert_eq!(is, [0, 3, 9]);
         assert_eq!(BatchBuf::from_bytes(b.as_bytes().to_vec()).unwrap(), b);
     }
@@ -420,7 +452,10 @@ mod tests {
         let mut b = sample();
         let before = b.clone();
         let long = "k".repeat(70_000);
-        assert_eq!(b.log(0).field(&long, 1).finish(), Err(LayoutError::KeyTooLong(70_000)));
+        assert_eq!(
+            b.log(0).field(&long, 1).finish(),
+            Err(LayoutError::KeyTooLong(70_000))
+        );
         b.log(0).field("unfinished", 1);
         assert_eq!(b, before);
     }
@@ -433,8 +468,13 @@ mod tests {
             sum: 1.5,
             buckets: vec![(0.1, 1), (1.0, 3), (f64::INFINITY, 3)],
         };
-        b.push_metric(5, "lat", MetricKind::Histogram, &[("svc", "a")], &h).unwrap();
-        let s = MetricValue::Summary { count: 2, sum: 3.0, quantiles: vec![(0.5, 1.0), (0.99, 2.0)] };
+        b.push_metric(5, "lat", MetricKind::Histogram, &[("svc", "a")], &h)
+            .unwrap();
+        let s = MetricValue::Summary {
+            count: 2,
+            sum: 3.0,
+            quantiles: vec![(0.5, 1.0), (0.99, 2.0)],
+        };
         b.push_metric(6, "q", MetricKind::Summary, &[], &s).unwrap();
         let bad = b.push_metric(7, "x", MetricKind::Counter, &[], &s);
         assert!(bad.is_err());
@@ -448,7 +488,10 @@ mod tests {
     #[test]
     fn malformed_bytes_are_errors_never_panics() {
         let good = sample().as_bytes().to_vec();
-        assert_eq!(BatchBuf::from_bytes(b"nope".to_vec()), Err(LayoutError::BadMagic));
+        assert_eq!(
+            BatchBuf::from_bytes(b"nope".to_vec()),
+            Err(LayoutError::BadMagic)
+        );
         // Every truncation and every single-byte corruption must be handled.
         for cut in 0..good.len() {
             let _ = BatchBuf::from_bytes(good[..cut].to_vec());
@@ -481,7 +524,10 @@ mod tests {
         wrong_count[8] = 11;
         assert_eq!(
             BatchBuf::from_bytes(wrong_count),
-            Err(LayoutError::CountMismatch { header: 11, found: 10 })
+            Err(LayoutError::CountMismatch {
+                header: 11,
+                found: 10
+            })
         );
     }
 }

@@ -59,7 +59,10 @@ impl std::fmt::Display for LayoutError {
         match self {
             LayoutError::BadMagic => write!(f, "not a weir batch (missing WEIR magic)"),
             LayoutError::UnsupportedVersion(v) => {
-                write!(f, "batch layout version {v} is not supported (this build reads 1)")
+                write!(
+                    f,
+                    "batch layout version {v} is not supported (this build reads 1)"
+                )
             }
             LayoutError::Truncated { at } => write!(f, "batch truncated at byte {at}"),
             LayoutError::BadTag { at, tag } => write!(f, "unknown tag {tag} at byte {at}"),

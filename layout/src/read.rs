@@ -430,9 +430,17 @@ pub enum MetricValue {
     /// Counters and gauges.
     Single(f64),
     /// `(upper bound, cumulative count)` buckets, as Prometheus exposes them.
-    Histogram { count: u64, sum: f64, buckets: Vec<(f64, u64)> },
+    Histogram {
+        count: u64,
+        sum: f64,
+        buckets: Vec<(f64, u64)>,
+    },
     /// `(quantile, value)` pairs.
-    Summary { count: u64, sum: f64, quantiles: Vec<(f64, f64)> },
+    Summary {
+        count: u64,
+        sum: f64,
+        quantiles: Vec<(f64, f64)>,
+    },
 }
 
 impl<'a> Metric<'a> {
@@ -460,16 +468,28 @@ impl<'a> Metric<'a> {
                 let sum = f64_at(b, p + 8)?;
                 let n = u32_at(b, p + 16)? as usize;
                 p += 20;
-                bytes_at(b, p, n.checked_mul(16).ok_or(LayoutError::Truncated { at: p })?)?;
+                bytes_at(
+                    b,
+                    p,
+                    n.checked_mul(16).ok_or(LayoutError::Truncated { at: p })?,
+                )?;
                 let pairs = (0..n).map(|i| (f64_at(b, p + i * 16), f64_at(b, p + i * 16 + 8)));
                 if kind == MetricKind::Histogram {
                     let buckets = pairs
                         .map(|(le, c)| Ok((le?, c?.to_bits())))
                         .collect::<Result<_>>()?;
-                    MetricValue::Histogram { count, sum, buckets }
+                    MetricValue::Histogram {
+                        count,
+                        sum,
+                        buckets,
+                    }
                 } else {
                     let quantiles = pairs.map(|(q, v)| Ok((q?, v?))).collect::<Result<_>>()?;
-                    MetricValue::Summary { count, sum, quantiles }
+                    MetricValue::Summary {
+                        count,
+                        sum,
+                        quantiles,
+                    }
                 }
             }
         };

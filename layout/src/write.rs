@@ -82,7 +82,8 @@ impl<'b> Encoder<'b> {
     /// Starts an array or object; write its elements, then call [`Encoder::end`].
     #[inline]
     pub fn begin(&mut self, is_object: bool) -> Mark {
-        self.buf.push(if is_object { tag::OBJECT } else { tag::ARRAY });
+        self.buf
+            .push(if is_object { tag::OBJECT } else { tag::ARRAY });
         let size_at = self.buf.len();
         self.buf.extend_from_slice(&[0; 8]); // size, count
         Mark { size_at }
@@ -287,7 +288,11 @@ impl<'b> LogBuilder<'b> {
 
     /// Copies every field of `object` (e.g. another event's fields) except
     /// those `skip` returns true for.
-    pub fn fields_from(&mut self, object: crate::Object<'_>, skip: impl Fn(&str) -> bool) -> &mut Self {
+    pub fn fields_from(
+        &mut self,
+        object: crate::Object<'_>,
+        skip: impl Fn(&str) -> bool,
+    ) -> &mut Self {
         for (k, v) in object.iter() {
             if !skip(k) {
                 self.fields.field(k, v);
@@ -306,7 +311,12 @@ impl<'b> LogBuilder<'b> {
             self.fields.enc.buf.truncate(self.start);
             return Err(e);
         }
-        crate::batch::close_event(self.fields.enc.buf, self.on_finish, self.start, self.fields.count)
+        crate::batch::close_event(
+            self.fields.enc.buf,
+            self.on_finish,
+            self.start,
+            self.fields.count,
+        )
     }
 }
 

@@ -88,9 +88,17 @@ impl Filter for LevelFilter {
 
     fn keep(&mut self, event: &Event) -> Result<bool> {
         let r = match event.get(&self.field) {
-            Some(Value::Str(s)) => rank(s).ok_or_else(|| format!("unknown level `{s}` in `{}`", self.field))?,
-            Some(Value::Int(n)) => numeric_rank(n).ok_or_else(|| format!("unknown numeric level {n}"))?,
-            Some(other) => return Err(format!("`{}` is a {}, not a level", self.field, other.type_name()).into()),
+            Some(Value::Str(s)) => {
+                rank(s).ok_or_else(|| format!("unknown level `{s}` in `{}`", self.field))?
+            }
+            Some(Value::Int(n)) => {
+                numeric_rank(n).ok_or_else(|| format!("unknown numeric level {n}"))?
+            }
+            Some(other) => {
+                return Err(
+                    format!("`{}` is a {}, not a level", self.field, other.type_name()).into(),
+                )
+            }
             None => {
                 return match self.missing {
                     Missing::Keep => Ok(true),
@@ -124,7 +132,13 @@ mod tests {
 
     #[test]
     fn keeps_at_or_above_the_threshold_in_any_spelling() {
-        let b = batch(&[Some("INFO"), Some("warning"), Some("Error"), Some("debug"), Some("fatal")]);
+        let b = batch(&[
+            Some("INFO"),
+            Some("warning"),
+            Some("Error"),
+            Some("debug"),
+            Some("fatal"),
+        ]);
         let run = testing::filter::<LevelFilter>(&[("level", "warn")], &b).unwrap();
         assert_eq!(run.kept, [false, true, true, false, true]);
         assert!(run.errors.is_empty());
@@ -145,8 +159,12 @@ mod tests {
         let b = batch(&[None, Some("loud"), Some("error")]);
         let keep = testing::filter::<LevelFilter>(&[("level", "error")], &b).unwrap();
         assert_eq!(keep.kept, [true, false, true]);
-        assert_eq!(keep.errors, [(1, "unknown level `loud` in `level`".to_string())]);
-        let err = testing::filter::<LevelFilter>(&[("level", "error"), ("missing", "error")], &b).unwrap();
+        assert_eq!(
+            keep.errors,
+            [(1, "unknown level `loud` in `level`".to_string())]
+        );
+        let err = testing::filter::<LevelFilter>(&[("level", "error"), ("missing", "error")], &b)
+            .unwrap();
         assert_eq!(err.errors[0], (0, "no `level` field".to_string()));
         let drop = testing::filter::<LevelFilter>(&[("missing", "drop")], &b).unwrap();
         assert_eq!(drop.kept[0], false);
@@ -155,7 +173,10 @@ mod tests {
     #[test]
     fn a_bad_config_is_refused_with_the_key() {
         let e = testing::filter::<LevelFilter>(&[("level", "loud")], &BatchBuf::new()).unwrap_err();
-        assert!(e.to_string().starts_with("level: unknown level `loud`"), "{e}");
+        assert!(
+            e.to_string().starts_with("level: unknown level `loud`"),
+            "{e}"
+        );
         let e = testing::filter::<LevelFilter>(&[("levle", "warn")], &BatchBuf::new()).unwrap_err();
         assert!(e.to_string().contains("unknown setting `levle`"), "{e}");
     }

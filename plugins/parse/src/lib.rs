@@ -44,7 +44,11 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn fail<T>(&self, what: &str) -> Result<T> {
-        Err(format!("not an access log line: expected {what} at byte {}", self.at).into())
+        Err(format!(
+            "not an access log line: expected {what} at byte {}",
+            self.at
+        )
+        .into())
     }
 
     fn space(&mut self) {
@@ -119,7 +123,10 @@ pub fn parse_line(line: &str) -> Result<Access<'_>> {
     let bytes_text = c.token("a byte count")?;
     let bytes = match bytes_text {
         "-" => None,
-        b => Some(b.parse().map_err(|_| format!("not an access log line: bytes `{b}` is not a number"))?),
+        b => Some(
+            b.parse()
+                .map_err(|_| format!("not an access log line: bytes `{b}` is not a number"))?,
+        ),
     };
     let (mut referrer, mut user_agent) = (None, None);
     if !c.done() {
@@ -128,7 +135,19 @@ pub fn parse_line(line: &str) -> Result<Access<'_>> {
             user_agent = dash(c.delimited(b'"', b'"', "a quoted user agent")?);
         }
     }
-    Ok(Access { client, user, time, time_ns, method, path, protocol, status, bytes, referrer, user_agent })
+    Ok(Access {
+        client,
+        user,
+        time,
+        time_ns,
+        method,
+        path,
+        protocol,
+        status,
+        bytes,
+        referrer,
+        user_agent,
+    })
 }
 
 /// `10/Oct/2000:13:55:36 -0700` to nanoseconds since the epoch.
@@ -139,9 +158,11 @@ fn parse_time(t: &str) -> Option<i64> {
     }
     let num = |r: std::ops::Range<usize>| t.get(r)?.parse::<i64>().ok();
     let day = num(0..2)?;
-    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        .iter()
-        .position(|m| *m == &t[3..6])? as i64
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == &t[3..6])? as i64
         + 1;
     let (year, h, m, s) = (num(7..11)?, num(12..14)?, num(15..17)?, num(18..20)?);
     let sign = match b[21] {
@@ -176,7 +197,9 @@ impl Transform for Parse {
     fn transform(&mut self, event: &Event, out: &mut Output) -> Result<()> {
         let line = match event.get(&self.field) {
             Some(Value::Str(s)) => s,
-            Some(v) => return Err(format!("`{}` is a {}, not text", self.field, v.type_name()).into()),
+            Some(v) => {
+                return Err(format!("`{}` is a {}, not text", self.field, v.type_name()).into())
+            }
             None => return Err(format!("no `{}` field", self.field).into()),
         };
         let a = parse_line(line)?;
@@ -212,7 +235,14 @@ mod tests {
         let a = parse_line(COMBINED).unwrap();
         assert_eq!(a.client, "192.168.1.20");
         assert_eq!(a.user, Some("frank"));
-        assert_eq!((a.method, a.path, a.protocol), (Some("GET"), Some(r#"/apache_pb.gif?a=\"b\""#), Some("HTTP/1.0")));
+        assert_eq!(
+            (a.method, a.path, a.protocol),
+            (
+                Some("GET"),
+                Some(r#"/apache_pb.gif?a=\"b\""#),
+                Some("HTTP/1.0")
+            )
+        );
         assert_eq!((a.status, a.bytes), (200, Some(2326)));
         assert_eq!(a.referrer, Some("http://www.example.com/start.html"));
         assert_eq!(a.user_agent, Some("Mozilla/4.08 [en] (Win98; I ;Nav)"));
@@ -223,7 +253,10 @@ mod tests {
     #[test]
     fn common_format_and_dashes() {
         let a = parse_line(r#"::1 - - [01/Jan/2024:00:00:00 +0000] "-" 400 - "#).unwrap();
-        assert_eq!((a.user, a.method, a.bytes, a.referrer), (None, None, None, None));
+        assert_eq!(
+            (a.user, a.method, a.bytes, a.referrer),
+            (None, None, None, None)
+        );
         assert_eq!(a.time_ns, 1_704_067_200_000_000_000);
     }
 
@@ -232,8 +265,14 @@ mod tests {
         for (line, want) in [
             ("hello world", "expected a user field at byte 11"),
             ("1.2.3.4 - - no time", "expected `[time]`"),
-            (r#"1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.1" abc 1"#, "status `abc`"),
-            (r#"1.2.3.4 - - [yesterday] "GET /" 200 1"#, "not an access log time"),
+            (
+                r#"1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.1" abc 1"#,
+                "status `abc`",
+            ),
+            (
+                r#"1.2.3.4 - - [yesterday] "GET /" 200 1"#,
+                "not an access log time",
+            ),
         ] {
             let e = parse_line(line).unwrap_err().to_string();
             assert!(e.contains(want), "{line}: {e}");
@@ -243,7 +282,11 @@ mod tests {
     #[test]
     fn transform_keeps_other_fields_and_sets_event_time() {
         let mut b = BatchBuf::new();
-        b.log(0).field("message", COMBINED).field("host", "web-1").finish().unwrap();
+        b.log(0)
+            .field("message", COMBINED)
+            .field("host", "web-1")
+            .finish()
+            .unwrap();
         b.log(0).field("message", "garbage").finish().unwrap();
         b.log(0).field("other", 1).finish().unwrap();
         let run = testing::transform::<Parse>(&[], &b).unwrap();

@@ -15,7 +15,9 @@
 //! pass as a byte copy. Counters: `emails`, `cards`, `ips`, `fields`.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
-use weir_sdk::{export_transform, host, Config, Event, ObjectBuilder, Output, Result, Transform, Value};
+use weir_sdk::{
+    export_transform, host, Config, Event, ObjectBuilder, Output, Result, Transform, Value,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Kind {
@@ -83,7 +85,10 @@ fn email_spans(s: &[u8], out: &mut Vec<(usize, usize, Kind)>) {
 }
 
 fn memchr_all(needle: u8, s: &[u8]) -> impl Iterator<Item = usize> + '_ {
-    s.iter().enumerate().filter(move |(_, b)| **b == needle).map(|(i, _)| i)
+    s.iter()
+        .enumerate()
+        .filter(move |(_, b)| **b == needle)
+        .map(|(i, _)| i)
 }
 
 fn luhn(digits: &[u8]) -> bool {
@@ -272,7 +277,11 @@ impl Transform for Redact {
             emails: config.parse_or("emails", true)?,
             cards: config.parse_or("cards", true)?,
             ips: config.parse_or("ips", true)?,
-            fields: config.list("fields").into_iter().map(str::to_string).collect(),
+            fields: config
+                .list("fields")
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
             counts: Counts::default(),
         })
     }
@@ -294,7 +303,12 @@ impl Transform for Redact {
 
     fn end_batch(&mut self) {
         let c = std::mem::take(&mut self.counts);
-        for (name, n) in [("emails", c.emails), ("cards", c.cards), ("ips", c.ips), ("fields", c.fields)] {
+        for (name, n) in [
+            ("emails", c.emails),
+            ("cards", c.cards),
+            ("ips", c.ips),
+            ("fields", c.fields),
+        ] {
             if n > 0 {
                 host::counter_add(name, n);
             }
@@ -316,21 +330,30 @@ mod tests {
 
     #[test]
     fn masks_each_kind_in_free_text() {
-        assert_eq!(redact("mail jane.doe+x@mail.example.com now."), "mail [EMAIL] now.");
+        assert_eq!(
+            redact("mail jane.doe+x@mail.example.com now."),
+            "mail [EMAIL] now."
+        );
         assert_eq!(redact("card 4111 1111 1111 1111 ok"), "card [CARD] ok");
         assert_eq!(redact("card 4111-1111-1111-1111"), "card [CARD]");
-        assert_eq!(redact("from 192.168.1.20, to 10.0.0.1."), "from [IPV4], to [IPV4].");
-        assert_eq!(redact("v6 2001:db8::8a2e:370:7334 and ::1"), "v6 [IPV6] and [IPV6]");
+        assert_eq!(
+            redact("from 192.168.1.20, to 10.0.0.1."),
+            "from [IPV4], to [IPV4]."
+        );
+        assert_eq!(
+            redact("v6 2001:db8::8a2e:370:7334 and ::1"),
+            "v6 [IPV6] and [IPV6]"
+        );
     }
 
     #[test]
     fn leaves_look_alikes_alone() {
         for text in [
-            "order 4111 1111 1111 1112",   // fails Luhn
-            "at 12:30:45 on 2024-05-01",    // times and dates
-            "version 1.2.3 of Foo::bar",    // not an IP, a Rust path
-            "user@localhost",               // no domain
-            "id 999.999.1.1",               // not an IPv4
+            "order 4111 1111 1111 1112", // fails Luhn
+            "at 12:30:45 on 2024-05-01", // times and dates
+            "version 1.2.3 of Foo::bar", // not an IP, a Rust path
+            "user@localhost",            // no domain
+            "id 999.999.1.1",            // not an IPv4
             "trace 4bf92f3577b34da6a3ce929d0e0e4736",
         ] {
             assert_eq!(redact(text), text);
@@ -344,18 +367,26 @@ mod tests {
             .field("msg", "login by bob@corp.example from 10.1.2.3")
             .field("Password", "hunter2")
             .object("ctx", |c| {
-                c.field("ip", "::ffff:10.0.0.1").array("cc", ["5500 0000 0000 0004", "none"]);
+                c.field("ip", "::ffff:10.0.0.1")
+                    .array("cc", ["5500 0000 0000 0004", "none"]);
             })
             .finish()
             .unwrap();
-        b.log(6).field("msg", "nothing here").field("n", 3).finish().unwrap();
+        b.log(6)
+            .field("msg", "nothing here")
+            .field("n", 3)
+            .finish()
+            .unwrap();
         let run = testing::transform::<Redact>(&[("fields", "password, token")], &b).unwrap();
         let e = run.output.get(0).unwrap();
         assert_eq!(e.timestamp(), 5);
         assert_eq!(e.get_str("msg"), Some("login by [EMAIL] from [IPV4]"));
         assert_eq!(e.get_str("Password"), Some("[REDACTED]"));
         assert_eq!(e.lookup("ctx.ip").and_then(|v| v.as_str()), Some("[IPV6]"));
-        assert_eq!(e.lookup("ctx.cc.0").and_then(|v| v.as_str()), Some("[CARD]"));
+        assert_eq!(
+            e.lookup("ctx.cc.0").and_then(|v| v.as_str()),
+            Some("[CARD]")
+        );
         assert_eq!(e.lookup("ctx.cc.1").and_then(|v| v.as_str()), Some("none"));
         assert_eq!(run.output.get(1).unwrap().raw(), b.get(1).unwrap().raw());
         assert!(run.errors.is_empty());

@@ -22,7 +22,9 @@ pub struct Sample {
 
 /// FNV-1a: stable across platforms and versions, unlike `DefaultHasher`.
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl Filter for Sample {
@@ -79,7 +81,10 @@ mod tests {
             assert!(trace.iter().all(|k| *k == trace[0]), "a trace was split");
         }
         let kept = run.kept.iter().filter(|k| **k).count();
-        assert!((3_400..4_600).contains(&kept), "kept {kept} of 40000 at 1 in 10");
+        assert!(
+            (3_400..4_600).contains(&kept),
+            "kept {kept} of 40000 at 1 in 10"
+        );
         let again = testing::filter::<Sample>(&[("rate", "10"), ("key", "trace_id")], &b).unwrap();
         assert_eq!(run.kept, again.kept, "sampling must be deterministic");
     }

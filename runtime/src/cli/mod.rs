@@ -75,8 +75,14 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run::run(&config),
         Command::Validate { config } => run::validate(&config),
-        Command::Plugin(PluginCommand::Run { plugin, config, format }) => plugin_run::run(&plugin, &config, &format),
-        Command::Plugin(PluginCommand::New { name, path, sdk }) => plugin_new::run(&name, path, sdk),
+        Command::Plugin(PluginCommand::Run {
+            plugin,
+            config,
+            format,
+        }) => plugin_run::run(&plugin, &config, &format),
+        Command::Plugin(PluginCommand::New { name, path, sdk }) => {
+            plugin_new::run(&name, path, sdk)
+        }
     };
     match result {
         Ok(code) => code,

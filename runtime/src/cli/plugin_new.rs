@@ -7,19 +7,26 @@ use std::process::ExitCode;
 /// The SDK this binary was built with, if the source tree is still there.
 fn default_sdk() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk/rust");
-    p.join("Cargo.toml").is_file().then(|| p.canonicalize().unwrap_or(p))
+    p.join("Cargo.toml")
+        .is_file()
+        .then(|| p.canonicalize().unwrap_or(p))
 }
 
 pub fn run(name: &str, path: Option<PathBuf>, sdk: Option<PathBuf>) -> Result<ExitCode> {
     let valid = !name.is_empty()
         && name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if !valid {
         bail!("`{name}` is not a crate name: use lowercase letters, digits, `-` and `_`, starting with a letter");
     }
     let dir = path.unwrap_or_else(|| PathBuf::from(name));
     if dir.exists() {
-        bail!("{} already exists; pick another name or --path", dir.display());
+        bail!(
+            "{} already exists; pick another name or --path",
+            dir.display()
+        );
     }
     let sdk = match sdk.or_else(default_sdk) {
         Some(s) if s.join("Cargo.toml").is_file() => s.canonicalize().unwrap_or(s),
@@ -28,14 +35,21 @@ pub fn run(name: &str, path: Option<PathBuf>, sdk: Option<PathBuf>) -> Result<Ex
     };
     let sdk = sdk.display().to_string().replace('\\', "/");
     let lib = name.replace('-', "_");
-    std::fs::create_dir_all(dir.join("src")).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(dir.join("src"))
+        .with_context(|| format!("creating {}", dir.display()))?;
     let write = |file: &str, text: String| -> Result<()> {
         std::fs::write(dir.join(file), text).with_context(|| format!("writing {file}"))
     };
-    write("Cargo.toml", CARGO_TOML.replace("{name}", name).replace("{sdk}", &sdk))?;
+    write(
+        "Cargo.toml",
+        CARGO_TOML.replace("{name}", name).replace("{sdk}", &sdk),
+    )?;
     write("src/lib.rs", LIB_RS.replace("{name}", name))?;
     write(".gitignore", "target/\n".into())?;
-    write("README.md", README.replace("{name}", name).replace("{lib}", &lib))?;
+    write(
+        "README.md",
+        README.replace("{name}", name).replace("{lib}", &lib),
+    )?;
     println!("created {} — a filter plugin. Next:", dir.display());
     println!("  cd {} && cargo test", dir.display());
     println!("  cargo build --release --target wasm32-wasip2");

@@ -26,7 +26,10 @@ pub fn run(path: &Path, config: &[String], format: &str) -> Result<ExitCode> {
             None => bail!("--config `{kv}`: expected KEY=VALUE"),
         })
         .collect::<Result<Vec<_>>>()?;
-    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("plugin");
     let engine = PluginEngine::new(PluginEngine::default_cache_dir())?;
     let plugin = engine.load(name, path, config, Limits::default())?;
     let instance = plugin.instantiate()?;
@@ -57,7 +60,10 @@ pub fn run(path: &Path, config: &[String], format: &str) -> Result<ExitCode> {
             continue;
         }
         let capped = if line.len() > DEFAULT_MAX_LINE_BYTES {
-            Line::Truncated { head: &line[..DEFAULT_MAX_LINE_BYTES], len: line.len() }
+            Line::Truncated {
+                head: &line[..DEFAULT_MAX_LINE_BYTES],
+                len: line.len(),
+            }
         } else {
             Line::Full(line)
         };

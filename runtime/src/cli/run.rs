@@ -58,7 +58,9 @@ pub fn run(path: &Path) -> Result<ExitCode> {
     };
     let running = built.start();
     let shutdown = running.shutdown.clone();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let stats = rt.block_on(async move {
         let mut done = tokio::task::spawn_blocking(move || running.wait());
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -74,7 +76,9 @@ pub fn run(path: &Path) -> Result<ExitCode> {
                 eprintln!("second signal: exiting without draining");
                 std::process::exit(130);
             }
-            tracing::info!("shutting down: draining events in flight (signal again to exit at once)");
+            tracing::info!(
+                "shutting down: draining events in flight (signal again to exit at once)"
+            );
             shutdown.trigger();
         }
     })?;

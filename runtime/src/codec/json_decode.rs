@@ -28,9 +28,7 @@ pub fn decode_object(
         timestamp: None,
         count: 0,
     };
-    let parsed = (&mut de)
-        .deserialize_any(&mut top)
-        .and_then(|()| de.end());
+    let parsed = (&mut de).deserialize_any(&mut top).and_then(|()| de.end());
     let (count, ts) = (top.count, top.timestamp);
     match parsed {
         Ok(()) => {
@@ -182,7 +180,10 @@ mod tests {
         assert_eq!(e.lookup("http.status").and_then(|v| v.as_i64()), Some(503));
         assert_eq!(e.lookup("http.tags.2").and_then(|v| v.as_f64()), Some(2.5));
         assert_eq!(e.lookup("http.tags.3"), Some(Value::Null));
-        assert_eq!(e.get("big").and_then(|v| v.as_f64()), Some(18446744073709551615.0));
+        assert_eq!(
+            e.get("big").and_then(|v| v.as_f64()),
+            Some(18446744073709551615.0)
+        );
         assert_eq!(e.get_str("esc"), Some("a\"bé"));
         BatchBuf::from_bytes(b.as_bytes().to_vec()).unwrap();
     }
@@ -197,7 +198,13 @@ mod tests {
     fn bad_json_appends_nothing_and_says_where() {
         let mut b = BatchBuf::new();
         decode_object(&mut b, br#"{"ok":1}"#, "timestamp", 0).unwrap();
-        for bad in [&br#"{"a":1"#[..], b"[1,2]", b"{\"a\":\"\xff\"}", b"{\"a\":1} trailing", b""] {
+        for bad in [
+            &br#"{"a":1"#[..],
+            b"[1,2]",
+            b"{\"a\":\"\xff\"}",
+            b"{\"a\":1} trailing",
+            b"",
+        ] {
             let err = decode_object(&mut b, bad, "timestamp", 0).unwrap_err();
             assert!(err.starts_with("invalid JSON"), "{err}");
         }

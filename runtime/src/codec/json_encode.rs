@@ -7,7 +7,10 @@ use weir_layout::{EventKind, EventView, MetricValue, Value};
 /// Logs print their fields; metrics print name, kind, labels, value and time.
 pub fn write_event(out: &mut Vec<u8>, event: &EventView<'_>) {
     match event.kind() {
-        EventKind::Log => write_value(out, Value::Object(event.object().expect("log events have fields"))),
+        EventKind::Log => write_value(
+            out,
+            Value::Object(event.object().expect("log events have fields")),
+        ),
         EventKind::Metric => match event.metric() {
             Some(Ok(m)) => {
                 out.extend_from_slice(b"{\"name\":");
@@ -29,12 +32,22 @@ pub fn write_event(out: &mut Vec<u8>, event: &EventView<'_>) {
                         out.extend_from_slice(b"\"value\":");
                         write_f64(out, *v);
                     }
-                    MetricValue::Histogram { count, sum, buckets } => {
-                        write_agg(out, *count, *sum, "buckets", buckets.iter().map(|(le, c)| (*le, *c as f64)))
-                    }
-                    MetricValue::Summary { count, sum, quantiles } => {
-                        write_agg(out, *count, *sum, "quantiles", quantiles.iter().copied())
-                    }
+                    MetricValue::Histogram {
+                        count,
+                        sum,
+                        buckets,
+                    } => write_agg(
+                        out,
+                        *count,
+                        *sum,
+                        "buckets",
+                        buckets.iter().map(|(le, c)| (*le, *c as f64)),
+                    ),
+                    MetricValue::Summary {
+                        count,
+                        sum,
+                        quantiles,
+                    } => write_agg(out, *count, *sum, "quantiles", quantiles.iter().copied()),
                 }
                 out.extend_from_slice(b",\"timestamp\":");
                 write_str(out, &super::timestamp::to_rfc3339(event.timestamp()));
@@ -45,7 +58,13 @@ pub fn write_event(out: &mut Vec<u8>, event: &EventView<'_>) {
     }
 }
 
-fn write_agg(out: &mut Vec<u8>, count: u64, sum: f64, name: &str, pairs: impl Iterator<Item = (f64, f64)>) {
+fn write_agg(
+    out: &mut Vec<u8>,
+    count: u64,
+    sum: f64,
+    name: &str,
+    pairs: impl Iterator<Item = (f64, f64)>,
+) {
     out.extend_from_slice(b"\"count\":");
     out.extend_from_slice(itoa::Buffer::new().format(count).as_bytes());
     out.extend_from_slice(b",\"sum\":");
@@ -139,7 +158,14 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
         from = i + 1;
         if esc == b'u' {
             const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 15) as usize],
+            ]);
         } else {
             out.extend_from_slice(&[b'\\', esc]);
         }
@@ -161,6 +187,9 @@ mod tests {
         let mut out = Vec::new();
         write_event(&mut out, &b.get(0).unwrap());
         let back: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(back, serde_json::from_str::<serde_json::Value>(line).unwrap());
+        assert_eq!(
+            back,
+            serde_json::from_str::<serde_json::Value>(line).unwrap()
+        );
     }
 }

@@ -10,7 +10,10 @@
 pub enum Line<'a> {
     Full(&'a [u8]),
     /// The first `max` bytes of a longer line; it was at least `len` bytes.
-    Truncated { head: &'a [u8], len: usize },
+    Truncated {
+        head: &'a [u8],
+        len: usize,
+    },
 }
 
 pub struct LineSplitter {
@@ -38,7 +41,8 @@ impl LineSplitter {
 
     /// Space to read into; call [`LineSplitter::filled`] with the count read.
     pub fn spare(&mut self) -> &mut [u8] {
-        if self.start > 0 && (self.start == self.end || self.buf.len() - self.end < READ_CHUNK / 4) {
+        if self.start > 0 && (self.start == self.end || self.buf.len() - self.end < READ_CHUNK / 4)
+        {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
@@ -116,7 +120,9 @@ mod tests {
         let mut out = Vec::new();
         let mut push = |l: Line<'_>| match l {
             Line::Full(b) => out.push(String::from_utf8_lossy(b).into_owned()),
-            Line::Truncated { head, len } => out.push(format!("T{len}:{}", String::from_utf8_lossy(head))),
+            Line::Truncated { head, len } => {
+                out.push(format!("T{len}:{}", String::from_utf8_lossy(head)))
+            }
         };
         for part in input.chunks(chunk) {
             s.spare()[..part.len()].copy_from_slice(part);
@@ -134,7 +140,11 @@ mod tests {
     #[test]
     fn lines_across_chunk_boundaries() {
         for chunk in [1, 2, 3, 7, 100] {
-            assert_eq!(split(b"a\r\nbb\n\nccc", 10, chunk), ["a", "bb", "", "ccc"], "chunk {chunk}");
+            assert_eq!(
+                split(b"a\r\nbb\n\nccc", 10, chunk),
+                ["a", "bb", "", "ccc"],
+                "chunk {chunk}"
+            );
         }
     }
 
@@ -146,7 +156,10 @@ mod tests {
         for chunk in [1, 4, 13, 1000] {
             let got = split(&input, 8, chunk);
             assert_eq!(got[0], "ok", "chunk {chunk}");
-            assert!(got[1].starts_with('T') && got[1].ends_with(":xxxxxxxx"), "chunk {chunk}: {got:?}");
+            assert!(
+                got[1].starts_with('T') && got[1].ends_with(":xxxxxxxx"),
+                "chunk {chunk}: {got:?}"
+            );
             assert_eq!(&got[2..], ["after"], "chunk {chunk}");
         }
     }

@@ -48,9 +48,18 @@ impl Decoder {
     }
 
     /// Appends the event for `line` (line `line_no` of `origin`) to `batch`.
-    pub fn decode(&mut self, batch: &mut BatchBuf, line: Line<'_>, origin: &str, line_no: u64, now: i64) {
+    pub fn decode(
+        &mut self,
+        batch: &mut BatchBuf,
+        line: Line<'_>,
+        origin: &str,
+        line_no: u64,
+        now: i64,
+    ) {
         let result = match (line, self.format) {
-            (Line::Full(bytes), Format::Json) => decode_object(batch, bytes, &self.timestamp_field, now),
+            (Line::Full(bytes), Format::Json) => {
+                decode_object(batch, bytes, &self.timestamp_field, now)
+            }
             (Line::Full(bytes), Format::Text) => match std::str::from_utf8(bytes) {
                 Ok(text) => {
                     let _ = batch.log(now).field("message", text).finish();
@@ -71,7 +80,10 @@ impl Decoder {
             };
             let reason = format!("{origin}:{line_no}: {reason}");
             if self.errors <= 10 || self.errors.is_power_of_two() {
-                tracing::warn!("{reason} (event kept with `_error`; {} so far)", self.errors);
+                tracing::warn!(
+                    "{reason} (event kept with `_error`; {} so far)",
+                    self.errors
+                );
             }
             let _ = batch
                 .log(now)
@@ -92,18 +104,38 @@ mod tests {
         let mut b = BatchBuf::new();
         d.decode(&mut b, Line::Full(br#"{"a":1}"#), "app.log", 1, 0);
         d.decode(&mut b, Line::Full(b"not json \xff"), "app.log", 2, 0);
-        d.decode(&mut b, Line::Truncated { head: b"{\"a\":\"xx", len: 99 }, "app.log", 3, 0);
+        d.decode(
+            &mut b,
+            Line::Truncated {
+                head: b"{\"a\":\"xx",
+                len: 99,
+            },
+            "app.log",
+            3,
+            0,
+        );
         assert_eq!((b.len(), d.errors), (3, 2));
         let bad = b.get(1).unwrap();
         assert_eq!(bad.get_str("message"), Some("not json \u{fffd}"));
-        assert!(bad.get_str("_error").unwrap().starts_with("app.log:2: invalid JSON"));
+        assert!(bad
+            .get_str("_error")
+            .unwrap()
+            .starts_with("app.log:2: invalid JSON"));
         let long = b.get(2).unwrap();
-        assert!(long.get_str("_error").unwrap().contains("exceeds max_line_bytes (8)"));
+        assert!(long
+            .get_str("_error")
+            .unwrap()
+            .contains("exceeds max_line_bytes (8)"));
 
         let mut t = Decoder::new(Format::Text, "timestamp", 8);
         t.decode(&mut b, Line::Full(b"plain"), "x", 1, 0);
         t.decode(&mut b, Line::Full(b"bad \xc3"), "x", 2, 0);
         assert_eq!(b.get(3).unwrap().get_str("message"), Some("plain"));
-        assert!(b.get(4).unwrap().get_str("_error").unwrap().contains("invalid UTF-8 at byte 4"));
+        assert!(b
+            .get(4)
+            .unwrap()
+            .get_str("_error")
+            .unwrap()
+            .contains("invalid UTF-8 at byte 4"));
     }
 }

@@ -56,7 +56,10 @@ mod tests {
         ] {
             assert_eq!(from_value(v), Some(want), "{v:?}");
         }
-        assert_eq!(from_value(Value::Str("2023-11-14T22:13:20+00:00")), Some(want));
+        assert_eq!(
+            from_value(Value::Str("2023-11-14T22:13:20+00:00")),
+            Some(want)
+        );
         assert_eq!(from_value(Value::Str("yesterday")), None);
         assert_eq!(to_rfc3339(want), "2023-11-14T22:13:20.000Z");
     }

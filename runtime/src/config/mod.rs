@@ -41,7 +41,11 @@ impl Pipeline {
     /// Reads, interpolates and parses the file; every problem found is returned.
     pub fn load(path: &Path) -> Result<Pipeline, Problems> {
         let raw = std::fs::read_to_string(path).map_err(|e| {
-            Problems::one(Problem::new(path, None, format!("cannot read the pipeline file: {e}")))
+            Problems::one(Problem::new(
+                path,
+                None,
+                format!("cannot read the pipeline file: {e}"),
+            ))
         })?;
         Self::parse(path, &raw)
     }
@@ -95,14 +99,22 @@ impl Pipeline {
             if t.starts_with('[') {
                 break;
             }
-            if t.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with('=')) {
+            if t.strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with('='))
+            {
                 return Some(i + 1);
             }
         }
         Some(h + 1)
     }
 
-    pub fn problem(&self, section: &str, name: &str, key: Option<&str>, msg: impl Into<String>) -> Problem {
+    pub fn problem(
+        &self,
+        section: &str,
+        name: &str,
+        key: Option<&str>,
+        msg: impl Into<String>,
+    ) -> Problem {
         let line = self.locate(section, name, key);
         let what = match key {
             Some(k) => format!("[{section}.{name}] {k}: "),
@@ -128,16 +140,29 @@ impl Pipeline {
         let mut seen = std::collections::HashMap::new();
         for (section, name) in self.components() {
             if let Some(other) = seen.insert(name, section) {
-                problems.push(self.problem(section, name, None, format!(
+                problems.push(self.problem(
+                    section,
+                    name,
+                    None,
+                    format!(
                     "the name `{name}` is also used in [{other}]; component names must be unique"
-                )));
+                ),
+                ));
             }
         }
         if f.sources.is_empty() {
-            problems.push(Problem::new(&self.path, None, "no [sources.*]: a pipeline needs at least one source".into()));
+            problems.push(Problem::new(
+                &self.path,
+                None,
+                "no [sources.*]: a pipeline needs at least one source".into(),
+            ));
         }
         if f.sinks.is_empty() {
-            problems.push(Problem::new(&self.path, None, "no [sinks.*]: a pipeline needs at least one sink".into()));
+            problems.push(Problem::new(
+                &self.path,
+                None,
+                "no [sinks.*]: a pipeline needs at least one sink".into(),
+            ));
         }
         let inputs = f
             .transforms
@@ -146,31 +171,47 @@ impl Pipeline {
             .chain(f.sinks.iter().map(|(n, s)| ("sinks", n, s.inputs())));
         for (section, name, ins) in inputs {
             if ins.is_empty() {
-                problems.push(self.problem(section, name, Some("inputs"), "empty: name at least one source or transform"));
+                problems.push(self.problem(
+                    section,
+                    name,
+                    Some("inputs"),
+                    "empty: name at least one source or transform",
+                ));
             }
             for input in ins {
                 match seen.get(input.as_str()) {
-                    Some(&"sinks") => problems.push(self.problem(section, name, Some("inputs"), format!(
-                        "`{input}` is a sink; inputs must be sources or transforms"
-                    ))),
+                    Some(&"sinks") => problems.push(self.problem(
+                        section,
+                        name,
+                        Some("inputs"),
+                        format!("`{input}` is a sink; inputs must be sources or transforms"),
+                    )),
                     Some(_) => {}
                     None => {
                         let hint = closest(input, seen.keys().copied())
                             .map(|c| format!(" (did you mean `{c}`?)"))
                             .unwrap_or_default();
-                        problems.push(self.problem(section, name, Some("inputs"), format!(
-                            "no component named `{input}`{hint}"
-                        )));
+                        problems.push(self.problem(
+                            section,
+                            name,
+                            Some("inputs"),
+                            format!("no component named `{input}`{hint}"),
+                        ));
                     }
                 }
             }
         }
         if problems.is_empty() {
             if let Some(cycle) = self.find_cycle() {
-                problems.push(self.problem("transforms", &cycle[0], Some("inputs"), format!(
-                    "transforms feed each other in a cycle: {}",
-                    cycle.join(" -> ")
-                )));
+                problems.push(self.problem(
+                    "transforms",
+                    &cycle[0],
+                    Some("inputs"),
+                    format!(
+                        "transforms feed each other in a cycle: {}",
+                        cycle.join(" -> ")
+                    ),
+                ));
             }
         }
         if problems.is_empty() {
@@ -182,7 +223,12 @@ impl Pipeline {
 
     fn find_cycle(&self) -> Option<Vec<String>> {
         let t = &self.file.transforms;
-        fn visit<'a>(n: &'a str, t: &'a Transforms, path: &mut Vec<&'a str>, done: &mut Vec<&'a str>) -> Option<Vec<String>> {
+        fn visit<'a>(
+            n: &'a str,
+            t: &'a Transforms,
+            path: &mut Vec<&'a str>,
+            done: &mut Vec<&'a str>,
+        ) -> Option<Vec<String>> {
             if let Some(i) = path.iter().position(|p| *p == n) {
                 let mut c: Vec<String> = path[i..].iter().map(|s| s.to_string()).collect();
                 c.push(n.to_string());
@@ -204,7 +250,8 @@ impl Pipeline {
             None
         }
         let mut done = Vec::new();
-        t.keys().find_map(|n| visit(n, t, &mut Vec::new(), &mut done))
+        t.keys()
+            .find_map(|n| visit(n, t, &mut Vec::new(), &mut done))
     }
 }
 
@@ -228,7 +275,11 @@ fn strsim(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+            cur.push(
+                (prev[j] + usize::from(ca != *cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
         }
         prev = cur;
     }
@@ -264,21 +315,34 @@ inputs = ["keep"]
         let t = &p.file.transforms["keep"];
         assert_eq!(
             t.plugin_config(),
-            [("level".into(), "warn".into()), ("n".into(), "3".into()), ("nested.a".into(), "true".into())]
+            [
+                ("level".into(), "warn".into()),
+                ("n".into(), "3".into()),
+                ("nested.a".into(), "true".into())
+            ]
         );
     }
 
     #[test]
     fn wrong_inputs_are_reported_with_line_and_suggestion() {
-        let err = parse(&OK.replace("inputs = [\"keep\"]", "inputs = [\"kep\", \"nope\"]")).unwrap_err();
-        assert!(err.contains("p.toml:14: [sinks.out] inputs: no component named `kep` (did you mean `keep`?)"), "{err}");
+        let err =
+            parse(&OK.replace("inputs = [\"keep\"]", "inputs = [\"kep\", \"nope\"]")).unwrap_err();
+        assert!(
+            err.contains(
+                "p.toml:13: [sinks.out] inputs: no component named `kep` (did you mean `keep`?)"
+            ),
+            "{err}"
+        );
         assert!(err.contains("no component named `nope`"), "{err}");
     }
 
     #[test]
     fn typos_in_keys_and_types_name_the_line() {
         let err = parse(&OK.replace("plugin = ", "plugn = ")).unwrap_err();
-        assert!(err.contains("p.toml:5:") || err.contains("p.toml:8:"), "{err}");
+        assert!(
+            err.contains("p.toml:5:") || err.contains("p.toml:8:"),
+            "{err}"
+        );
         assert!(err.contains("plugn"), "{err}");
         let err = parse(&OK.replace("type = \"stdout\"", "type = \"stdot\"")).unwrap_err();
         assert!(err.contains("stdot"), "{err}");

@@ -16,7 +16,9 @@ pub fn compile(engine: &Engine, wasm: &[u8], dir: Option<&Path>) -> Result<Compo
         return Component::new(engine, wasm).map_err(anyhow::Error::from);
     };
     let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut engine_hash);
+    engine
+        .precompile_compatibility_hash()
+        .hash(&mut engine_hash);
     let key = Sha256::new()
         .chain_update(wasm)
         .chain_update(engine_hash.finish().to_le_bytes())
@@ -28,7 +30,9 @@ pub fn compile(engine: &Engine, wasm: &[u8], dir: Option<&Path>) -> Result<Compo
         // the user owns. A corrupt file fails to load and is recompiled.
         match unsafe { Component::deserialize_file(engine, &file) } {
             Ok(c) => return Ok(c),
-            Err(e) => tracing::warn!(file = %file.display(), "ignoring unreadable compiled cache entry: {e}"),
+            Err(e) => {
+                tracing::warn!(file = %file.display(), "ignoring unreadable compiled cache entry: {e}")
+            }
         }
     }
     let component = Component::new(engine, wasm).map_err(anyhow::Error::from)?;

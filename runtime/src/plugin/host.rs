@@ -91,6 +91,7 @@ impl bindings::filter::weir::plugin::types::Host for HostState {}
 
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
     wasmtime_wasi::p2::add_to_linker_sync(linker).map_err(anyhow::Error::from)?;
-    bindings::filter::Filter::add_to_linker::<_, HasSelf<_>>(linker, |s| s).map_err(anyhow::Error::from)?;
+    bindings::filter::Filter::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+        .map_err(anyhow::Error::from)?;
     Ok(())
 }

@@ -4,8 +4,8 @@ use super::bindings::{filter, transform, EventError};
 use super::host::HostState;
 use super::{Plugin, PluginKind};
 use anyhow::{anyhow, Result};
-use weir_layout::BatchBuf;
 use wasmtime::Store;
+use weir_layout::BatchBuf;
 
 enum World {
     Filter(filter::Filter),

@@ -11,8 +11,8 @@ mod cache;
 mod host;
 mod instance;
 
-pub use host::Counters;
 pub use bindings::EventError;
+pub use host::Counters;
 pub use instance::{CallError, Instance, Reply};
 
 use anyhow::{bail, Context, Result};
@@ -89,8 +89,15 @@ impl PluginEngine {
     }
 
     /// Compiles (or loads from the cache) the component at `path`.
-    pub fn load(&self, name: &str, path: &Path, config: Vec<(String, String)>, limits: Limits) -> Result<Plugin> {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    pub fn load(
+        &self,
+        name: &str,
+        path: &Path,
+        config: Vec<(String, String)>,
+        limits: Limits,
+    ) -> Result<Plugin> {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         let component = cache::compile(&self.engine, &bytes, self.cache_dir.as_deref())
             .with_context(|| format!("{} is not a loadable Wasm component", path.display()))?;
         let kind = detect_kind(&self.engine, &component)
@@ -138,8 +145,7 @@ pub struct Plugin {
 impl Plugin {
     /// A fresh instance, `init`ed with the plugin's config.
     pub fn instantiate(&self) -> Result<Instance> {
-        Instance::new(self).with_context(|| {
-            format!("plugin `{}` ({})", self.name, self.path.display())
-        })
+        Instance::new(self)
+            .with_context(|| format!("plugin `{}` ({})", self.name, self.path.display()))
     }
 }

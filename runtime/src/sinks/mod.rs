@@ -11,7 +11,14 @@ use std::sync::Arc;
 /// Runs a sink until its input closes. A sink that cannot write stops the
 /// pipeline (there is nowhere safe to put the events) and keeps draining so
 /// upstream components can finish.
-pub fn run(name: &str, cfg: &SinkConfig, path: Option<&Path>, input: Rx, stats: Arc<Stats>, shutdown: Shutdown) {
+pub fn run(
+    name: &str,
+    cfg: &SinkConfig,
+    path: Option<&Path>,
+    input: Rx,
+    stats: Arc<Stats>,
+    shutdown: Shutdown,
+) {
     let mut writer: Box<dyn Write> = match cfg {
         SinkConfig::Stdout(_) => Box::new(std::io::stdout().lock()),
         SinkConfig::File(f) => {

@@ -62,7 +62,10 @@ pub fn run(name: &str, cfg: &FileSource, path: &Path, mut out: Batcher, shutdown
             if reader.finish(&mut out).is_err() {
                 return;
             }
-            tracing::info!(source = name, "{origin} was rotated or truncated; reopening");
+            tracing::info!(
+                source = name,
+                "{origin} was rotated or truncated; reopening"
+            );
             match open(name, path, true, &shutdown) {
                 Some(f) => file = f,
                 None => break,

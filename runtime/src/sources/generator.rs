@@ -14,19 +14,58 @@ use rand::{Rng, SeedableRng};
 use std::time::{Duration, Instant};
 
 const SERVICES: [&str; 20] = [
-    "api-gateway", "auth", "billing", "cart", "catalog", "checkout", "inventory", "notifications",
-    "orders", "payments", "pricing", "profile", "recommendations", "search", "shipping", "reviews",
-    "sessions", "media", "ledger", "fraud",
+    "api-gateway",
+    "auth",
+    "billing",
+    "cart",
+    "catalog",
+    "checkout",
+    "inventory",
+    "notifications",
+    "orders",
+    "payments",
+    "pricing",
+    "profile",
+    "recommendations",
+    "search",
+    "shipping",
+    "reviews",
+    "sessions",
+    "media",
+    "ledger",
+    "fraud",
 ];
-const PATHS: [&str; 6] = ["/api/v1/orders", "/api/v1/cart", "/api/v1/users", "/api/v1/items", "/healthz", "/api/v1/pay"];
+const PATHS: [&str; 6] = [
+    "/api/v1/orders",
+    "/api/v1/cart",
+    "/api/v1/users",
+    "/api/v1/items",
+    "/healthz",
+    "/api/v1/pay",
+];
 
 /// Appends one synthetic JSON log line (with `\n`) stamped `ts_ns`.
 pub fn write_line(rng: &mut SmallRng, ts_ns: i64, out: &mut Vec<u8>) {
     let roll = rng.random_range(0..100u32);
     let (level, status, latency, msg) = match roll {
-        0..80 => ("info", [200, 200, 201, 204][rng.random_range(0..4)], rng.random_range(2..120), "request completed"),
-        80..95 => ("warn", [404, 429, 409][rng.random_range(0..3)], rng.random_range(50..800), "slow or rejected request"),
-        _ => ("error", [500, 502, 503][rng.random_range(0..3)], rng.random_range(200..3000), "upstream call failed"),
+        0..80 => (
+            "info",
+            [200, 200, 201, 204][rng.random_range(0..4)],
+            rng.random_range(2..120),
+            "request completed",
+        ),
+        80..95 => (
+            "warn",
+            [404, 429, 409][rng.random_range(0..3)],
+            rng.random_range(50..800),
+            "slow or rejected request",
+        ),
+        _ => (
+            "error",
+            [500, 502, 503][rng.random_range(0..3)],
+            rng.random_range(200..3000),
+            "upstream call failed",
+        ),
     };
     let service = SERVICES[rng.random_range(0..SERVICES.len())];
     let path = PATHS[rng.random_range(0..PATHS.len())];
@@ -40,9 +79,19 @@ pub fn write_line(rng: &mut SmallRng, ts_ns: i64, out: &mut Vec<u8>) {
     );
 }
 
-pub fn run(name: &str, cfg: &GeneratorSource, mut out: Batcher, batch_size: usize, shutdown: Shutdown) {
+pub fn run(
+    name: &str,
+    cfg: &GeneratorSource,
+    mut out: Batcher,
+    batch_size: usize,
+    shutdown: Shutdown,
+) {
     let mut rng = SmallRng::seed_from_u64(cfg.seed);
-    let decoder = Decoder::new(Format::Json, "timestamp", crate::codec::DEFAULT_MAX_LINE_BYTES);
+    let decoder = Decoder::new(
+        Format::Json,
+        "timestamp",
+        crate::codec::DEFAULT_MAX_LINE_BYTES,
+    );
     let mut reader = LineReader::new(decoder, format!("generator {name}"));
     let limit = cfg.count.unwrap_or(u64::MAX);
     let started = Instant::now();
@@ -88,7 +137,10 @@ mod tests {
         for _ in 0..10_000 {
             write_line(&mut rng, 1_700_000_000_000_000_000, &mut buf);
         }
-        let lines: Vec<&[u8]> = buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+        let lines: Vec<&[u8]> = buf
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
         assert_eq!(lines.len(), 10_000);
         let avg = buf.len() / lines.len();
         assert!((180..=230).contains(&avg), "average line {avg} bytes");

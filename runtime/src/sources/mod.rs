@@ -36,7 +36,10 @@ impl Batcher {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let full = std::mem::replace(&mut self.batch, BatchBuf::with_capacity(self.max, self.max * 256));
+        let full = std::mem::replace(
+            &mut self.batch,
+            BatchBuf::with_capacity(self.max, self.max * 256),
+        );
         self.out.send(full)
     }
 
@@ -68,7 +71,8 @@ impl LineReader {
         let now = timestamp::now_ns();
         while let Some(line) = self.splitter.next_line() {
             self.line_no += 1;
-            self.decoder.decode(&mut out.batch, line, &self.origin, self.line_no, now);
+            self.decoder
+                .decode(&mut out.batch, line, &self.origin, self.line_no, now);
             if out.is_full() {
                 self.count(out);
                 out.flush()?;
@@ -96,7 +100,8 @@ impl LineReader {
         if let Some(line) = self.splitter.finish() {
             self.line_no += 1;
             let now = timestamp::now_ns();
-            self.decoder.decode(&mut out.batch, line, &self.origin, self.line_no, now);
+            self.decoder
+                .decode(&mut out.batch, line, &self.origin, self.line_no, now);
         }
         self.count(out);
         out.flush()

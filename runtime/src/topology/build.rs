@@ -46,7 +46,10 @@ pub fn build(p: &Pipeline, engine: &PluginEngine) -> Result<Built, Problems> {
     for (name, ins) in consumers {
         let (tx, rx) = async_channel::bounded(cap);
         for input in ins {
-            downstream.entry(input.as_str()).or_default().push(tx.clone());
+            downstream
+                .entry(input.as_str())
+                .or_default()
+                .push(tx.clone());
         }
         inputs.insert(name, (tx, rx));
     }
@@ -56,7 +59,10 @@ pub fn build(p: &Pipeline, engine: &PluginEngine) -> Result<Built, Problems> {
         stats.push((name.to_string(), s.clone()));
         let txs = downstream.remove(name).unwrap_or_default();
         if txs.is_empty() {
-            tracing::warn!(component = name, "nothing reads from this component; its events are discarded");
+            tracing::warn!(
+                component = name,
+                "nothing reads from this component; its events are discarded"
+            );
         }
         Output::new(txs, s)
     };
@@ -71,14 +77,21 @@ pub fn build(p: &Pipeline, engine: &PluginEngine) -> Result<Built, Problems> {
             SourceConfig::File(cfg) => {
                 let path = p.resolve(&cfg.path);
                 if !cfg.follow && !path.is_file() {
-                    problems.push(p.problem("sources", name, Some("path"), format!(
-                        "no file at {} (set `follow = true` to wait for it)",
-                        path.display()
-                    )));
+                    problems.push(p.problem(
+                        "sources",
+                        name,
+                        Some("path"),
+                        format!(
+                            "no file at {} (set `follow = true` to wait for it)",
+                            path.display()
+                        ),
+                    ));
                 }
                 Box::new(move || sources::file::run(&n, &cfg, &path, batcher, sd))
             }
-            SourceConfig::Stdin(cfg) => Box::new(move || sources::stdin::run(&n, &cfg, batcher, sd)),
+            SourceConfig::Stdin(cfg) => {
+                Box::new(move || sources::stdin::run(&n, &cfg, batcher, sd))
+            }
             SourceConfig::Generator(cfg) => {
                 Box::new(move || sources::generator::run(&n, &cfg, batcher, batch_size, sd))
             }
@@ -88,15 +101,23 @@ pub fn build(p: &Pipeline, engine: &PluginEngine) -> Result<Built, Problems> {
 
     for (name, t) in &f.transforms {
         let out = output(name);
-        let (_, rx) = inputs.get(name.as_str()).expect("every transform has an input queue").clone();
+        let (_, rx) = inputs
+            .get(name.as_str())
+            .expect("every transform has an input queue")
+            .clone();
         match t {
             TransformConfig::Wasm(w) => {
                 let path = p.resolve(&w.plugin);
                 if !path.is_file() {
-                    problems.push(p.problem("transforms", name, Some("plugin"), format!(
+                    problems.push(p.problem(
+                        "transforms",
+                        name,
+                        Some("plugin"),
+                        format!(
                         "no file at {} (build the bundled plugins with `scripts/build-plugins`)",
                         path.display()
-                    )));
+                    ),
+                    ));
                     continue;
                 }
                 let limits = Limits {
@@ -105,7 +126,12 @@ pub fn build(p: &Pipeline, engine: &PluginEngine) -> Result<Built, Problems> {
                 let plugin = match engine.load(name, &path, t.plugin_config(), limits) {
                     Ok(plugin) => plugin,
                     Err(e) => {
-                        problems.push(p.problem("transforms", name, Some("plugin"), format!("{e:#}")));
+                        problems.push(p.problem(
+                            "transforms",
+                            name,
+                            Some("plugin"),
+                            format!("{e:#}"),
+                        ));
                         continue;
                     }
                 };
@@ -114,11 +140,17 @@ pub fn build(p: &Pipeline, engine: &PluginEngine) -> Result<Built, Problems> {
                     let instance = match plugin.instantiate() {
                         Ok(inst) => inst,
                         Err(e) => {
-                            problems.push(p.problem("transforms", name, Some("config"), format!("{e:#}")));
+                            problems.push(p.problem(
+                                "transforms",
+                                name,
+                                Some("config"),
+                                format!("{e:#}"),
+                            ));
                             break;
                         }
                     };
-                    let worker = transforms::wasm::Worker::new(plugin.clone(), instance, w.on_error);
+                    let worker =
+                        transforms::wasm::Worker::new(plugin.clone(), instance, w.on_error);
                     let (rx, out) = (rx.clone(), out.clone());
                     let job: Job = Box::new(move || worker.run(rx, out));
                     jobs.push((format!("{name}#{i}"), job));
@@ -130,15 +162,23 @@ pub fn build(p: &Pipeline, engine: &PluginEngine) -> Result<Built, Problems> {
     for (name, s) in &f.sinks {
         let s_stats = Arc::new(Stats::default());
         stats.push((name.clone(), s_stats.clone()));
-        let (_, rx) = inputs.get(name.as_str()).expect("every sink has an input queue").clone();
+        let (_, rx) = inputs
+            .get(name.as_str())
+            .expect("every sink has an input queue")
+            .clone();
         let path = match s {
             SinkConfig::File(fs) => {
                 let path = p.resolve(&fs.path);
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
-                    problems.push(p.problem("sinks", name, Some("path"), format!(
-                        "directory {} does not exist",
-                        dir.display()
-                    )));
+                if let Some(dir) = path
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty() && !d.is_dir())
+                {
+                    problems.push(p.problem(
+                        "sinks",
+                        name,
+                        Some("path"),
+                        format!("directory {} does not exist", dir.display()),
+                    ));
                 }
                 Some(path)
             }
@@ -155,7 +195,11 @@ pub fn build(p: &Pipeline, engine: &PluginEngine) -> Result<Built, Problems> {
     if !problems.is_empty() {
         return Err(Problems(problems));
     }
-    Ok(Built { jobs, stats, shutdown })
+    Ok(Built {
+        jobs,
+        stats,
+        shutdown,
+    })
 }
 
 impl Built {

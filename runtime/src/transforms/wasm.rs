@@ -72,7 +72,13 @@ impl Worker {
 
     /// Output when some events failed: the plugin's answer for the others,
     /// and the failed ones by policy.
-    fn with_event_errors(&self, batch: &BatchBuf, reply: Reply, errors: Vec<EventError>, stats: &Stats) -> BatchBuf {
+    fn with_event_errors(
+        &self,
+        batch: &BatchBuf,
+        reply: Reply,
+        errors: Vec<EventError>,
+        stats: &Stats,
+    ) -> BatchBuf {
         let mut failed: Vec<Option<&str>> = vec![None; batch.len()];
         for e in &errors {
             if let Some(slot) = failed.get_mut(e.index as usize) {
@@ -139,16 +145,21 @@ impl Worker {
     }
 }
 
-/// Copies `event` into `out` with `_error` set to `reason`.
+/// Copies `event` into `out` with `reason` in `_error`. An earlier error
+/// (say, from decoding) is kept: reasons accumulate, separated by `; `.
 pub fn attach_error(out: &mut BatchBuf, event: &EventView<'_>, reason: &str) {
     if event.kind() != EventKind::Log {
         let _ = out.push_raw(event.raw());
         return;
     }
     let fields = event.object().expect("log events have fields");
+    let reason = match event.get_str("_error") {
+        Some(earlier) => format!("{earlier}; {reason}"),
+        None => reason.to_string(),
+    };
     let _ = out
         .log(event.timestamp())
         .fields_from(fields, |k| k == "_error")
-        .field("_error", reason)
+        .field("_error", reason.as_str())
         .finish();
 }

@@ -70,9 +70,15 @@ impl Config {
 
     /// Keys not in `known`: call from `new` to reject typos.
     pub fn reject_unknown(&self, known: &[&str]) -> Result<()> {
-        match self.entries.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+        match self
+            .entries
+            .iter()
+            .find(|(k, _)| !known.contains(&k.as_str()))
+        {
             None => Ok(()),
-            Some((k, _)) => Err(format!("unknown setting `{k}` (known: {})", known.join(", ")).into()),
+            Some((k, _)) => {
+                Err(format!("unknown setting `{k}` (known: {})", known.join(", ")).into())
+            }
         }
     }
 

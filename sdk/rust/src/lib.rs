@@ -37,8 +37,8 @@ pub mod testing;
 pub use config::Config;
 pub use error::{Error, Result};
 pub use weir_layout::{
-    Array, ArrayBuilder, BatchBuf, EventKind, LogBuilder, Metric, MetricKind, MetricValue, Object, ObjectBuilder,
-    Value,
+    Array, ArrayBuilder, BatchBuf, EventKind, LogBuilder, Metric, MetricKind, MetricValue, Object,
+    ObjectBuilder, Value,
 };
 
 /// One event of the batch being processed: read fields with
@@ -132,7 +132,9 @@ impl Output {
         labels: &[(&str, &str)],
         value: &MetricValue,
     ) -> Result<()> {
-        Ok(self.batch.push_metric(timestamp, name, kind, labels, value)?)
+        Ok(self
+            .batch
+            .push_metric(timestamp, name, kind, labels, value)?)
     }
 }
 
@@ -190,7 +192,10 @@ pub mod __private {
     }
 
     /// Runs a filter over a batch: the keep-bitmap and per-event errors.
-    pub fn filter<F: Filter>(slot: &RefCell<Option<F>>, bytes: &[u8]) -> Result<(Vec<u8>, Errors), String> {
+    pub fn filter<F: Filter>(
+        slot: &RefCell<Option<F>>,
+        bytes: &[u8],
+    ) -> Result<(Vec<u8>, Errors), String> {
         with(slot, |f| filter_batch(f, bytes))
     }
 
@@ -218,7 +223,10 @@ pub mod __private {
         with(slot, |t| transform_batch(t, bytes))
     }
 
-    pub fn transform_batch<T: Transform>(t: &mut T, bytes: &[u8]) -> Result<(Vec<u8>, Errors), String> {
+    pub fn transform_batch<T: Transform>(
+        t: &mut T,
+        bytes: &[u8],
+    ) -> Result<(Vec<u8>, Errors), String> {
         let batch = BatchView::new(bytes).map_err(|e| e.to_string())?;
         let mut out = Output {
             batch: BatchBuf::with_capacity(batch.len(), bytes.len()),

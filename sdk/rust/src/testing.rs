@@ -34,19 +34,29 @@ pub struct TransformRun {
 }
 
 fn config(pairs: &[(&str, &str)]) -> Config {
-    Config::new(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    Config::new(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
 }
 
 /// Builds `F` from `pairs` and runs it over `batch` as weir would.
 pub fn filter<F: Filter>(pairs: &[(&str, &str)], batch: &BatchBuf) -> crate::Result<FilterRun> {
     let mut f = F::new(&config(pairs))?;
     let (bits, errors) = crate::__private::filter_batch(&mut f, batch.as_bytes())?;
-    let kept = (0..batch.len()).map(|i| weir_layout::Bitmap::get(&bits, i)).collect();
+    let kept = (0..batch.len())
+        .map(|i| weir_layout::Bitmap::get(&bits, i))
+        .collect();
     Ok(FilterRun { kept, errors })
 }
 
 /// Builds `T` from `pairs` and runs it over `batch` as weir would.
-pub fn transform<T: Transform>(pairs: &[(&str, &str)], batch: &BatchBuf) -> crate::Result<TransformRun> {
+pub fn transform<T: Transform>(
+    pairs: &[(&str, &str)],
+    batch: &BatchBuf,
+) -> crate::Result<TransformRun> {
     let mut t = T::new(&config(pairs))?;
     let (bytes, errors) = crate::__private::transform_batch(&mut t, batch.as_bytes())?;
     Ok(TransformRun {

@@ -1,0 +1,301 @@
+//! The `weir` commands a user runs, against the real binary.
+
+mod common;
+
+use common::*;
+
+fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn help_names_every_command() {
+    let out = run(weir().arg("--help"), b"", 10);
+    let help = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["run", "validate", "plugin"] {
+        assert!(help.contains(cmd), "{help}");
+    }
+    let out = run(weir().args(["plugin", "--help"]), b"", 10);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("run") && help.contains("new"), "{help}");
+}
+
+#[test]
+fn validate_accepts_the_quickstart() {
+    let out = run(
+        weir()
+            .args(["validate", "-c"])
+            .arg(repo().join("examples/quickstart/pipeline.toml")),
+        b"",
+        60,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (2 sources, 3 transforms, 1 sinks)"));
+}
+
+#[test]
+fn validate_reports_every_wiring_problem_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "bad.toml",
+        r#"[sources.app]
+type = "stdin"
+
+[transforms.errors]
+type = "wasm"
+inputs = ["ap"]
+plugin = "x.wasm"
+
+[sinks.out]
+type = "stdout"
+inputs = ["errors", "nowhere"]
+"#,
+    );
+    let out = run(weir().args(["validate", "-c"]).arg(&p), b"", 30);
+    assert_eq!(out.status.code(), Some(78));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "bad.toml:6: [transforms.errors] inputs: no component named `ap` (did you mean `app`?)"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad.toml:11: [sinks.out] inputs: no component named `nowhere`"),
+        "{err}"
+    );
+    assert!(err.contains("2 problems found"), "{err}");
+}
+
+#[test]
+fn validate_reports_every_runtime_problem_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "garbage.wasm", "this is not wasm");
+    let p = pipeline(
+        dir.path(),
+        r#"[sources.app]
+type = "file"
+path = "missing.log"
+
+[transforms.errors]
+type = "wasm"
+inputs = ["app"]
+plugin = "{plugin:level_filter}"
+config = { level = "loud" }
+
+[transforms.broken]
+type = "wasm"
+inputs = ["app"]
+plugin = "garbage.wasm"
+
+[transforms.absent]
+type = "wasm"
+inputs = ["app"]
+plugin = "absent.wasm"
+
+[sinks.out]
+type = "file"
+path = "no/such/dir/out.jsonl"
+inputs = ["errors", "broken", "absent"]
+"#,
+    );
+    let out = run(weir().args(["validate", "-c"]).arg(&p), b"", 60);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    let err = stderr(&out);
+    for want in [
+        "pipeline.toml:3: [sources.app] path: no file at",
+        "pipeline.toml:9: [transforms.errors] config: plugin `errors` (",
+        "init refused the config: level: unknown level `loud`",
+        "pipeline.toml:14: [transforms.broken] plugin:",
+        "garbage.wasm is not a loadable Wasm component",
+        "pipeline.toml:19: [transforms.absent] plugin: no file at",
+        "pipeline.toml:23: [sinks.out] path: directory",
+        "5 problems found",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    // `run` refuses the same pipeline with the same report.
+    let out = run(weir().args(["run", "-c"]).arg(&p), b"", 60);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(stderr(&out).contains("5 problems found"));
+}
+
+#[test]
+fn config_typos_name_the_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "typo.toml", "[sources.app]\ntype = \"stdin\"\nformt = \"json\"\n\n[sinks.out]\ntype = \"stdout\"\ninputs = [\"app\"]\n");
+    let out = run(weir().args(["validate", "-c"]).arg(&p), b"", 30);
+    assert_eq!(out.status.code(), Some(78));
+    let err = stderr(&out);
+    assert!(err.contains("typo.toml:") && err.contains("formt"), "{err}");
+
+    let p = write(
+        dir.path(),
+        "env.toml",
+        "[sources.app]\ntype = \"file\"\npath = \"${WEIR_TEST_NOT_SET}\"\n",
+    );
+    let out = run(weir().args(["validate", "-c"]).arg(&p), b"", 30);
+    assert!(
+        stderr(&out).contains("env.toml:3: environment variable `WEIR_TEST_NOT_SET` is not set"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn plugin_run_filters_with_level_filter() {
+    let input = b"{\"level\":\"info\",\"n\":1}\n{\"level\":\"ERROR\",\"n\":2}\n{\"level\":\"warn\",\"n\":3}\nnope\n";
+    let out = run(
+        weir()
+            .args(["plugin", "run"])
+            .arg(plugin("level_filter"))
+            .args(["--config", "level=warn"]),
+        input,
+        30,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events = json_lines(&out.stdout);
+    let ns: Vec<_> = events.iter().map(|e| e["n"].clone()).collect();
+    assert_eq!(
+        ns,
+        [
+            serde_json::json!(2),
+            serde_json::json!(3),
+            serde_json::Value::Null
+        ]
+    );
+    assert!(events[2]["_error"]
+        .as_str()
+        .unwrap()
+        .starts_with("stdin:4: invalid JSON"));
+    assert!(stderr(&out).contains(
+        "level_filter (filter): 4 events in, 3 out, 0 failed in the plugin, 1 could not be decoded"
+    ));
+}
+
+#[test]
+fn plugin_run_parses_access_logs() {
+    let input = b"10.0.0.1 - - [24/Nov/2025:16:00:01 +0000] \"GET /a HTTP/1.1\" 200 5 \"-\" \"curl/8\"\nnot an access line\n";
+    let out = run(
+        weir()
+            .args(["plugin", "run", "--format", "text"])
+            .arg(plugin("parse")),
+        input,
+        30,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events = json_lines(&out.stdout);
+    assert_eq!(events[0]["status"], 200);
+    assert_eq!(events[0]["user_agent"], "curl/8");
+    assert_eq!(events[0]["client"], "10.0.0.1");
+    assert!(events[1]["_error"]
+        .as_str()
+        .unwrap()
+        .contains("not an access log line"));
+    assert_eq!(events[1]["message"], "not an access line");
+}
+
+#[test]
+fn plugin_run_redacts_and_samples() {
+    let input = b"{\"msg\":\"mail a.b@example.org card 5500-0000-0000-0004\",\"auth\":{\"Token\":\"abc\"}}\n";
+    let out = run(
+        weir()
+            .args(["plugin", "run"])
+            .arg(plugin("redact"))
+            .args(["--config", "fields=token"]),
+        input,
+        30,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let e = &json_lines(&out.stdout)[0];
+    assert_eq!(e["msg"], "mail [EMAIL] card [CARD]");
+    assert_eq!(e["auth"]["Token"], "[REDACTED]");
+
+    let input: String = (0..100).map(|i| format!("{{\"i\":{i}}}\n")).collect();
+    let out = run(
+        weir()
+            .args(["plugin", "run"])
+            .arg(plugin("sample"))
+            .args(["--config", "rate=10"]),
+        input.as_bytes(),
+        30,
+    );
+    let kept: Vec<_> = json_lines(&out.stdout)
+        .iter()
+        .map(|e| e["i"].as_i64().unwrap())
+        .collect();
+    assert_eq!(kept, (0..100).step_by(10).collect::<Vec<_>>());
+
+    let out = run(
+        weir()
+            .args(["plugin", "run"])
+            .arg(plugin("sample"))
+            .args(["--config", "rate=0"]),
+        b"",
+        30,
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("plugin `sample`")
+            && stderr(&out).contains("rate: must be at least 1"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn plugin_new_scaffolds_a_plugin_that_builds_tests_and_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("my-filter");
+    let out = run(
+        weir()
+            .args(["plugin", "new", "my-filter", "--path"])
+            .arg(&project),
+        b"",
+        30,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let target = repo().join("target/scaffold");
+    let cargo = |args: &[&str]| {
+        let out = run(
+            std::process::Command::new(env!("CARGO"))
+                .args(args)
+                .current_dir(&project)
+                .env("CARGO_TARGET_DIR", &target),
+            b"",
+            600,
+        );
+        assert!(out.status.success(), "cargo {args:?}: {}", stderr(&out));
+        out
+    };
+    let tested = cargo(&["test"]);
+    assert!(String::from_utf8_lossy(&tested.stdout).contains("test result: ok. 1 passed"));
+    cargo(&["build", "--release", "--target", "wasm32-wasip2"]);
+    let wasm = target.join("wasm32-wasip2/release/my_filter.wasm");
+    let out = run(
+        weir()
+            .args(["plugin", "run"])
+            .arg(&wasm)
+            .args(["--config", "value=warn"]),
+        b"{\"level\":\"warn\",\"n\":1}\n{\"level\":\"error\",\"n\":2}\n",
+        60,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events = json_lines(&out.stdout);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["n"], 1);
+
+    let again = run(
+        weir()
+            .args(["plugin", "new", "my-filter", "--path"])
+            .arg(&project),
+        b"",
+        30,
+    );
+    assert!(stderr(&again).contains("already exists"));
+    let bad = run(weir().args(["plugin", "new", "My Filter"]), b"", 30);
+    assert!(stderr(&bad).contains("is not a crate name"));
+}

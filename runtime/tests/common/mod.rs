@@ -1,0 +1,111 @@
+//! Helpers for tests that run the real `weir` binary.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A bundled plugin, built by `scripts/build-plugins`.
+pub fn plugin(name: &str) -> PathBuf {
+    let p = repo().join("plugins/dist").join(format!("{name}.wasm"));
+    assert!(
+        p.is_file(),
+        "{} is missing: run scripts/build-plugins first",
+        p.display()
+    );
+    p
+}
+
+/// `weir` with a compiled-plugin cache shared by the tests.
+pub fn weir() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_weir"));
+    c.env("WEIR_CACHE_DIR", repo().join("target/test-plugin-cache"))
+        .env("WEIR_LOG", "info")
+        .env("NO_COLOR", "1");
+    c
+}
+
+/// Runs to completion, failing the test after `secs`.
+pub fn run(cmd: &mut Command, stdin: &[u8], secs: u64) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn weir");
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = wait_output(child, secs);
+    writer.join().unwrap();
+    out
+}
+
+pub fn wait_output(mut child: Child, secs: u64) -> Output {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "weir did not finish in {secs}s\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until `cond` holds, failing the test after `secs`.
+pub fn eventually(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn json_lines(bytes: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A pipeline file in `dir` whose `{plugin:NAME}` placeholders point at
+/// bundled plugins.
+pub fn pipeline(dir: &Path, text: &str) -> PathBuf {
+    let mut t = text.to_string();
+    for name in ["level_filter", "parse", "redact", "sample"] {
+        t = t.replace(
+            &format!("{{plugin:{name}}}"),
+            &plugin(name).display().to_string(),
+        );
+    }
+    let p = dir.join("pipeline.toml");
+    std::fs::write(&p, t).unwrap();
+    p
+}
+
+pub fn signal(child: &Child, sig: i32) {
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, sig) };
+}
