@@ -18,7 +18,10 @@ use weir_sdk::{Config, Filter};
 const RUNS: usize = 5;
 
 fn cpu_now() -> f64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
@@ -50,10 +53,17 @@ fn lines(n: usize) -> Vec<u8> {
 fn decode(buf: &[u8], size: usize, mut each: impl FnMut(BatchBuf)) {
     let mut d = Decoder::new(Format::Json, "timestamp", 102_400);
     let mut batch = BatchBuf::with_capacity(size, size * 256);
-    for (i, line) in buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate() {
+    for (i, line) in buf
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .enumerate()
+    {
         d.decode(&mut batch, Line::Full(line), "bench", i as u64, 0);
         if batch.len() == size {
-            each(std::mem::replace(&mut batch, BatchBuf::with_capacity(size, size * 256)));
+            each(std::mem::replace(
+                &mut batch,
+                BatchBuf::with_capacity(size, size * 256),
+            ));
         }
     }
     if !batch.is_empty() {
@@ -66,13 +76,18 @@ fn native_filter() -> level_filter::LevelFilter {
 }
 
 fn main() {
-    let n: usize = std::env::var("WEIR_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
+    let n: usize = std::env::var("WEIR_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let wasm = root.join("plugins/dist/level_filter.wasm");
     assert!(wasm.is_file(), "run scripts/build-plugins first");
     let engine = PluginEngine::new(None).unwrap();
     let config = vec![("level".to_string(), "error".to_string())];
-    let plugin = engine.load("level_filter", &wasm, config, Limits::default()).unwrap();
+    let plugin = engine
+        .load("level_filter", &wasm, config, Limits::default())
+        .unwrap();
     let mut worker = Worker::new(plugin.clone(), plugin.instantiate().unwrap(), OnError::Pass);
     let stats = Stats::default();
     let mut native = native_filter();
@@ -96,13 +111,20 @@ fn main() {
     });
     std::hint::black_box(kept);
     let per = |secs: f64| n as f64 / secs;
-    println!("\n{:<44}{:>16}{:>12}", "pipeline (batches of 1024)", "events/cpu-s", "ns/event");
+    println!(
+        "\n{:<44}{:>16}{:>12}",
+        "pipeline (batches of 1024)", "events/cpu-s", "ns/event"
+    );
     for (name, secs) in [
         ("decode only", decode_only),
         ("decode + level-filter, Wasm plugin", with_wasm),
         ("decode + level-filter, native Rust", with_native),
     ] {
-        println!("{name:<44}{:>16.0}{:>12.0}", per(secs), secs * 1e9 / n as f64);
+        println!(
+            "{name:<44}{:>16.0}{:>12.0}",
+            per(secs),
+            secs * 1e9 / n as f64
+        );
     }
 
     // The filter stage alone, over batches decoded once.
@@ -126,7 +148,9 @@ fn main() {
     let wasm_stage = cpu_secs(|| call(&mut instance, &b1024));
     let native_stage = cpu_secs(|| {
         for b in &b1024 {
-            std::hint::black_box(weir_sdk::__private::filter_batch(&mut native, b.as_bytes()).unwrap());
+            std::hint::black_box(
+                weir_sdk::__private::filter_batch(&mut native, b.as_bytes()).unwrap(),
+            );
         }
     });
     let ns = |secs: f64| secs * 1e9 / n as f64;
@@ -139,7 +163,11 @@ fn main() {
 
     print!("Wasm call by batch size:");
     for size in [1, 64, 1024] {
-        let bs = if size == 1024 { b1024.clone() } else { batches(size) };
+        let bs = if size == 1024 {
+            b1024.clone()
+        } else {
+            batches(size)
+        };
         let mut fresh = plugin.instantiate().unwrap();
         let secs = cpu_secs(|| call(&mut fresh, &bs));
         print!("  {size}: {:.0} ns/event", ns(secs));
@@ -187,19 +215,31 @@ mod typed_abi {
 
     impl WasiView for State {
         fn ctx(&mut self) -> WasiCtxView<'_> {
-            WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+            WasiCtxView {
+                ctx: &mut self.wasi,
+                table: &mut self.table,
+            }
         }
     }
 
     impl weir_bench::typed::types::Host for State {}
 
-    pub fn ns_per_event(engine: &wasmtime::Engine, root: &Path, batches: &[BatchBuf], n: usize) -> f64 {
+    pub fn ns_per_event(
+        engine: &wasmtime::Engine,
+        root: &Path,
+        batches: &[BatchBuf],
+        n: usize,
+    ) -> f64 {
         let path = root.join("plugins/dist/bench/typed_filter.wasm");
-        let component = Component::from_file(engine, &path).expect("run scripts/build-plugins first");
+        let component =
+            Component::from_file(engine, &path).expect("run scripts/build-plugins first");
         let mut linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
         TypedFilter::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).unwrap();
-        let state = State { wasi: WasiCtx::builder().build(), table: ResourceTable::new() };
+        let state = State {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+        };
         let mut store = Store::new(engine, state);
         let filter = TypedFilter::instantiate(&mut store, &component, &linker).unwrap();
         // The host's events as typed records, built outside the timing: only

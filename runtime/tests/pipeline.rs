@@ -320,7 +320,7 @@ inputs = ["sampled", "in"]
     };
     let mut want: Vec<String> = (0..1000)
         .map(|i| format!("line {i}"))
-        .filter(|m| fnv(m) % 2 == 0)
+        .filter(|m| fnv(m).is_multiple_of(2))
         .collect();
     want.sort();
     assert!((400..600).contains(&want.len()));

@@ -8,7 +8,11 @@ impl Guest for TypedFilter {
     fn keep_batch(events: Vec<Event>) -> Vec<bool> {
         events
             .iter()
-            .map(|e| e.fields.iter().any(|f| f.key == "level" && f.value.eq_ignore_ascii_case("error")))
+            .map(|e| {
+                e.fields
+                    .iter()
+                    .any(|f| f.key == "level" && f.value.eq_ignore_ascii_case("error"))
+            })
             .collect()
     }
 }

@@ -167,7 +167,7 @@ mod tests {
             .unwrap();
         assert_eq!(err.errors[0], (0, "no `level` field".to_string()));
         let drop = testing::filter::<LevelFilter>(&[("missing", "drop")], &b).unwrap();
-        assert_eq!(drop.kept[0], false);
+        assert!(!drop.kept[0]);
     }
 
     #[test]

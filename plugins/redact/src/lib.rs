@@ -110,7 +110,7 @@ fn luhn(digits: &[u8]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 fn card_spans(s: &[u8], out: &mut Vec<(usize, usize, Kind)>) {

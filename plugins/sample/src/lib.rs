@@ -48,10 +48,10 @@ impl Filter for Sample {
             _ => None,
         };
         Ok(match keyed {
-            Some(h) => h % self.rate == 0,
+            Some(h) => h.is_multiple_of(self.rate),
             None => {
                 self.seen += 1;
-                (self.seen - 1) % self.rate == 0
+                (self.seen - 1).is_multiple_of(self.rate)
             }
         })
     }

@@ -11,9 +11,9 @@ pub fn interpolate(raw: &str) -> Result<String, Vec<(usize, String)>> {
         while let Some(at) = rest.find('$') {
             out.push_str(&rest[..at]);
             let after = &rest[at..];
-            if after.starts_with("$${") {
+            if let Some(literal) = after.strip_prefix("$${") {
                 out.push_str("${");
-                rest = &after[3..];
+                rest = literal;
             } else if let Some(body) = after.strip_prefix("${") {
                 match body.find('}') {
                     Some(end) => {
