@@ -101,7 +101,7 @@ fn main() {
     // Whole stages: decode, then filter, as a pipeline runs them.
     let mut kept = 0;
     let decode_only = cpu_secs(|| decode(&buf, 1024, |b| kept += b.len()));
-    let with_wasm = cpu_secs(|| decode(&buf, 1024, |b| kept = worker.process(b, &stats).len()));
+    let with_wasm = cpu_secs(|| decode(&buf, 1024, |b| kept = worker.process(b, &stats).out.len()));
     let with_native = cpu_secs(|| {
         decode(&buf, 1024, |mut b| {
             let (bits, _) = weir_sdk::__private::filter_batch(&mut native, b.as_bytes()).unwrap();

@@ -44,7 +44,7 @@ pub fn run(path: &Path, config: &[String], format: &str) -> Result<ExitCode> {
     let (mut seen, mut emitted) = (0usize, 0usize);
     let now = crate::codec::timestamp::now_ns();
     let mut flush = |batch: BatchBuf, out: &mut dyn Write| -> Result<usize> {
-        let result = worker.process(batch, &stats);
+        let result = worker.process(batch, &stats).out;
         let mut buf = Vec::new();
         for e in result.iter() {
             json_encode::write_event(&mut buf, &e);

@@ -102,6 +102,11 @@ fn print_summary(stats: &[(String, Arc<Stats>)]) {
             if dropped > 0 {
                 line.push_str(&format!(", {dropped} dropped on error"));
             }
+            let reasons = s.reasons();
+            if !reasons.is_empty() {
+                let r: Vec<String> = reasons.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                line.push_str(&format!(" ({})", r.join(" ")));
+            }
             line
         })
         .collect();

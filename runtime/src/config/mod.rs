@@ -179,6 +179,18 @@ impl Pipeline {
                 ));
             }
             for input in ins {
+                if let Some(from) = input.strip_suffix(&format!(".{DEAD_LETTER}")) {
+                    match f.transforms.get(from) {
+                        Some(t) if t.on_error() == OnError::DeadLetter => {}
+                        Some(_) => problems.push(self.problem(section, name, Some("inputs"), format!(
+                            "`{input}`: [transforms.{from}] does not route failures there; set its on_error = \"dead_letter\""
+                        ))),
+                        None => problems.push(self.problem(section, name, Some("inputs"), format!(
+                            "`{input}`: only transforms have a dead-letter output, and there is no transform `{from}`"
+                        ))),
+                    }
+                    continue;
+                }
                 match seen.get(input.as_str()) {
                     Some(&"sinks") => problems.push(self.problem(
                         section,
@@ -199,6 +211,19 @@ impl Pipeline {
                         ));
                     }
                 }
+            }
+        }
+        for (name, t) in &f.transforms {
+            let dead = format!("{name}.{DEAD_LETTER}");
+            let read = f
+                .transforms
+                .values()
+                .map(|t| t.inputs())
+                .chain(f.sinks.values().map(|s| s.inputs()));
+            if t.on_error() == OnError::DeadLetter && !read.flatten().any(|i| *i == dead) {
+                problems.push(self.problem("transforms", name, Some("on_error"), format!(
+                    "failed events go to `{dead}`, but nothing reads it: add \"{dead}\" to a sink's inputs"
+                )));
             }
         }
         if problems.is_empty() {
@@ -239,7 +264,8 @@ impl Pipeline {
             }
             path.push(n);
             for input in t.get(n).map(|x| x.inputs()).unwrap_or_default() {
-                if t.contains_key(input.as_str()) {
+                let input = input.strip_suffix(".dead_letter").unwrap_or(input);
+                if t.contains_key(input) {
                     if let Some(c) = visit(input, t, path, done) {
                         return Some(c);
                     }
@@ -346,6 +372,23 @@ inputs = ["keep"]
         assert!(err.contains("plugn"), "{err}");
         let err = parse(&OK.replace("type = \"stdout\"", "type = \"stdot\"")).unwrap_err();
         assert!(err.contains("stdot"), "{err}");
+    }
+
+    #[test]
+    fn dead_letter_outputs_must_be_routed_and_read() {
+        let unread = OK.replace("config = {", "on_error = \"dead_letter\"\nconfig = {");
+        assert!(parse(&unread)
+            .unwrap_err()
+            .contains("nothing reads it: add \"keep.dead_letter\""));
+        let read = format!(
+            "{unread}\n[sinks.dlq]\ntype = \"blackhole\"\ninputs = [\"keep.dead_letter\"]\n"
+        );
+        parse(&read).unwrap();
+        let not_routed =
+            format!("{OK}\n[sinks.dlq]\ntype = \"blackhole\"\ninputs = [\"keep.dead_letter\"]\n");
+        assert!(parse(&not_routed)
+            .unwrap_err()
+            .contains("does not route failures there"));
     }
 
     #[test]

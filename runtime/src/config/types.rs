@@ -35,6 +35,8 @@ pub struct Settings {
     pub channel_capacity: usize,
     /// Where compiled plugins are cached (default: `~/.cache/weir`).
     pub plugin_cache_dir: Option<PathBuf>,
+    /// Reload a plugin when its `.wasm` file changes (default: on).
+    pub watch_plugins: bool,
 }
 
 impl Default for Settings {
@@ -44,6 +46,7 @@ impl Default for Settings {
             batch_timeout_ms: 100,
             channel_capacity: 8,
             plugin_cache_dir: None,
+            watch_plugins: true,
         }
     }
 }
@@ -121,6 +124,12 @@ pub enum TransformConfig {
 }
 
 impl TransformConfig {
+    pub fn on_error(&self) -> OnError {
+        match self {
+            TransformConfig::Wasm(w) => w.on_error,
+        }
+    }
+
     pub fn inputs(&self) -> &[String] {
         match self {
             TransformConfig::Wasm(w) => &w.inputs,
@@ -158,6 +167,13 @@ pub struct WasmTransform {
     /// Cap on each instance's memory, in MiB.
     #[serde(default = "default_memory_mb")]
     pub memory_limit_mb: usize,
+    /// Longest one batch may run in the plugin before it is stopped.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_timeout_ms() -> u64 {
+    1000
 }
 
 fn one() -> usize {
@@ -177,7 +193,13 @@ pub enum OnError {
     Pass,
     /// Drop the event; it is counted and logged.
     Drop,
+    /// Send the event, with `_error`, to the component's `NAME.dead_letter`
+    /// output, which a sink (or transform) names in its `inputs`.
+    DeadLetter,
 }
+
+/// The output of a transform that carries its failed events.
+pub const DEAD_LETTER: &str = "dead_letter";
 
 fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {
     for (k, v) in table {

@@ -16,6 +16,15 @@ enum World {
 pub struct Instance {
     store: Store<HostState>,
     world: World,
+    limits: super::Limits,
+    deadline_ticks: u64,
+}
+
+/// Deadline for instantiation and `init`, which may load a language runtime.
+const INIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn ticks(d: std::time::Duration) -> u64 {
+    (d.as_millis() / super::EPOCH_TICK.as_millis()).max(1) as u64 + 1
 }
 
 /// What a plugin answered for one batch.
@@ -34,14 +43,58 @@ pub enum CallError {
     #[error("plugin returned an error: {0}")]
     Returned(String),
     /// The plugin trapped or broke the contract; the instance must be rebuilt.
-    #[error("{0}")]
-    Broken(String),
+    #[error("{message}")]
+    Broken { failure: Failure, message: String },
+}
+
+/// How an instance broke, for counters and messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// It ran past its deadline.
+    Timeout,
+    /// It tried to grow its memory past the cap.
+    Memory,
+    /// Any other trap: a panic, an out-of-bounds access, `unreachable`.
+    Trap,
+    /// It returned bytes that are not a valid batch.
+    Malformed,
+}
+
+impl Failure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failure::Timeout => "timeout",
+            Failure::Memory => "memory",
+            Failure::Trap => "trap",
+            Failure::Malformed => "malformed_output",
+        }
+    }
+
+    fn classify(e: &wasmtime::Error, limits: &super::Limits) -> (Failure, String) {
+        let text = format!("{e:#}");
+        if matches!(
+            e.downcast_ref::<wasmtime::Trap>(),
+            Some(wasmtime::Trap::Interrupt)
+        ) {
+            let ms = limits.timeout.as_millis();
+            (
+                Failure::Timeout,
+                format!("plugin ran past its {ms} ms deadline (timeout_ms) and was stopped"),
+            )
+        } else if text.contains("growing memory") {
+            let mb = limits.memory_bytes >> 20;
+            (Failure::Memory, format!("plugin tried to grow its memory past {mb} MiB (memory_limit_mb) and was stopped"))
+        } else {
+            (Failure::Trap, format!("plugin trapped: {text}"))
+        }
+    }
 }
 
 impl Instance {
     pub(super) fn new(plugin: &Plugin) -> Result<Self> {
         let mut store = Store::new(&plugin.engine.engine, HostState::new(plugin));
         store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(ticks(INIT_TIMEOUT));
         let linker: &wasmtime::component::Linker<HostState> = &plugin.engine.linker;
         let world = match plugin.kind {
             PluginKind::Filter => World::Filter(
@@ -58,7 +111,12 @@ impl Instance {
             World::Transform(w) => w.call_init(&mut store, &plugin.config),
         };
         match init {
-            Ok(Ok(())) => Ok(Instance { store, world }),
+            Ok(Ok(())) => Ok(Instance {
+                store,
+                world,
+                limits: plugin.limits.clone(),
+                deadline_ticks: ticks(plugin.limits.timeout),
+            }),
             Ok(Err(msg)) => Err(anyhow!("init refused the config: {msg}")),
             Err(trap) => Err(anyhow!("init trapped: {trap:#}")),
         }
@@ -67,15 +125,18 @@ impl Instance {
     /// Runs one batch. Per-event errors come back beside the reply.
     pub fn call(&mut self, batch: &BatchBuf) -> Result<(Reply, Vec<EventError>), CallError> {
         let bytes = batch.as_vec();
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        let limits = &self.limits;
         match &self.world {
             World::Filter(w) => {
-                let v = settle(w.call_filter(&mut self.store, bytes))?;
+                let v = settle(w.call_filter(&mut self.store, bytes), limits)?;
                 Ok((Reply::Keep(v.keep), v.errors))
             }
             World::Transform(w) => {
-                let o = settle(w.call_transform(&mut self.store, bytes))?;
-                let out = BatchBuf::from_bytes(o.events).map_err(|e| {
-                    CallError::Broken(format!("plugin returned a malformed batch: {e}"))
+                let o = settle(w.call_transform(&mut self.store, bytes), limits)?;
+                let out = BatchBuf::from_bytes(o.events).map_err(|e| CallError::Broken {
+                    failure: Failure::Malformed,
+                    message: format!("plugin returned a malformed batch: {e}"),
                 })?;
                 Ok((Reply::Output(out), o.errors))
             }
@@ -83,10 +144,16 @@ impl Instance {
     }
 }
 
-fn settle<T>(r: wasmtime::Result<Result<T, String>>) -> Result<T, CallError> {
+fn settle<T>(
+    r: wasmtime::Result<Result<T, String>>,
+    limits: &super::Limits,
+) -> Result<T, CallError> {
     match r {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(msg)) => Err(CallError::Returned(msg)),
-        Err(trap) => Err(CallError::Broken(format!("plugin trapped: {trap:#}"))),
+        Err(e) => {
+            let (failure, message) = Failure::classify(&e, limits);
+            Err(CallError::Broken { failure, message })
+        }
     }
 }

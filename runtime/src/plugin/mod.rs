@@ -13,11 +13,12 @@ mod instance;
 
 pub use bindings::EventError;
 pub use host::Counters;
-pub use instance::{CallError, Instance, Reply};
+pub use instance::{CallError, Failure, Instance, Reply};
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine};
 
@@ -42,14 +43,37 @@ impl PluginKind {
 pub struct Limits {
     /// Cap on the instance's linear memory, in bytes.
     pub memory_bytes: usize,
+    /// Longest one call may run; past it the call traps as a timeout.
+    pub timeout: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             memory_bytes: 256 << 20,
+            timeout: Duration::from_secs(1),
         }
     }
+}
+
+/// Granularity of call deadlines. Deadlines use epoch interruption, which
+/// costs a few percent per call; fuel metering, the other way to stop a
+/// runaway guest, costs far more (see `scripts/bench`).
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Ticks the engine's epoch for as long as the engine lives.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("wasm-epoch".into())
+        .spawn(move || loop {
+            std::thread::sleep(EPOCH_TICK);
+            match weak.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => return,
+            }
+        })
+        .expect("spawn epoch ticker");
 }
 
 /// The shared Wasm engine, linker and compiled-component cache.
@@ -66,7 +90,9 @@ impl PluginEngine {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
+        start_epoch_ticker(&engine);
         let mut linker = Linker::new(&engine);
         host::add_to_linker(&mut linker)?;
         Ok(PluginEngine {
@@ -98,7 +124,18 @@ impl PluginEngine {
     ) -> Result<Plugin> {
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let component = cache::compile(&self.engine, &bytes, self.cache_dir.as_deref())
+        self.load_bytes(name, path, &bytes, config, limits)
+    }
+
+    fn load_bytes(
+        &self,
+        name: &str,
+        path: &Path,
+        bytes: &[u8],
+        config: Vec<(String, String)>,
+        limits: Limits,
+    ) -> Result<Plugin> {
+        let component = cache::compile(&self.engine, bytes, self.cache_dir.as_deref())
             .with_context(|| format!("{} is not a loadable Wasm component", path.display()))?;
         let kind = detect_kind(&self.engine, &component)
             .with_context(|| format!("{} does not implement weir:plugin@0.1.0", path.display()))?;
@@ -143,6 +180,28 @@ pub struct Plugin {
 }
 
 impl Plugin {
+    /// The same plugin stage with new component bytes (a hot reload).
+    pub fn reload_from(&self, bytes: &[u8]) -> Result<Plugin> {
+        let p = self.engine.load_bytes(
+            &self.name,
+            &self.path,
+            bytes,
+            self.config.clone(),
+            self.limits.clone(),
+        )?;
+        if p.kind != self.kind {
+            bail!(
+                "the new file is a {} plugin; the running one is a {}",
+                p.kind.as_str(),
+                self.kind.as_str()
+            );
+        }
+        Ok(Plugin {
+            counters: self.counters.clone(),
+            ..p
+        })
+    }
+
     /// A fresh instance, `init`ed with the plugin's config.
     pub fn instantiate(&self) -> Result<Instance> {
         Instance::new(self)

@@ -5,7 +5,10 @@
 //! reports every problem at once, and `weir validate` is exactly this step.
 
 use super::edge::{Output, Rx, Shutdown, Stats, Tx};
-use crate::config::{Pipeline, Problems, SinkConfig, SourceConfig, TransformConfig};
+use super::reload::Watched;
+use crate::config::{
+    OnError, Pipeline, Problems, SinkConfig, SourceConfig, TransformConfig, DEAD_LETTER,
+};
 use crate::plugin::{Limits, PluginEngine};
 use crate::sources::{self, Batcher};
 use crate::{sinks, transforms};
@@ -18,6 +21,7 @@ type Job = Box<dyn FnOnce() + Send>;
 /// A pipeline ready to start: every component checked and built.
 pub struct Built {
     jobs: Vec<(String, Job)>,
+    watched: Vec<Watched>,
     pub stats: Vec<(String, Arc<Stats>)>,
     pub shutdown: Shutdown,
 }
@@ -67,6 +71,7 @@ pub fn build(p: &Pipeline, engine: &PluginEngine) -> Result<Built, Problems> {
         Output::new(txs, s)
     };
     let mut jobs: Vec<(String, Job)> = Vec::new();
+    let mut watched = Vec::new();
 
     for (name, src) in &f.sources {
         let out = output(name);
@@ -122,6 +127,7 @@ pub fn build(p: &Pipeline, engine: &PluginEngine) -> Result<Built, Problems> {
                 }
                 let limits = Limits {
                     memory_bytes: w.memory_limit_mb.saturating_mul(1 << 20),
+                    timeout: std::time::Duration::from_millis(w.timeout_ms.max(1)),
                 };
                 let plugin = match engine.load(name, &path, t.plugin_config(), limits) {
                     Ok(plugin) => plugin,
@@ -136,6 +142,12 @@ pub fn build(p: &Pipeline, engine: &PluginEngine) -> Result<Built, Problems> {
                     }
                 };
                 let workers = w.workers.max(1);
+                let (watch, mut swaps) = Watched::new(&plugin, workers, out.stats.clone());
+                if f.settings.watch_plugins {
+                    watched.push(watch);
+                }
+                let dead = (w.on_error == OnError::DeadLetter)
+                    .then(|| output(&format!("{name}.{DEAD_LETTER}")));
                 for i in 0..workers {
                     let instance = match plugin.instantiate() {
                         Ok(inst) => inst,
@@ -150,9 +162,10 @@ pub fn build(p: &Pipeline, engine: &PluginEngine) -> Result<Built, Problems> {
                         }
                     };
                     let worker =
-                        transforms::wasm::Worker::new(plugin.clone(), instance, w.on_error);
-                    let (rx, out) = (rx.clone(), out.clone());
-                    let job: Job = Box::new(move || worker.run(rx, out));
+                        transforms::wasm::Worker::new(plugin.clone(), instance, w.on_error)
+                            .with_swaps(swaps.remove(0));
+                    let (rx, out, dead) = (rx.clone(), out.clone(), dead.clone());
+                    let job: Job = Box::new(move || worker.run(rx, out, dead));
                     jobs.push((format!("{name}#{i}"), job));
                 }
             }
@@ -197,6 +210,7 @@ pub fn build(p: &Pipeline, engine: &PluginEngine) -> Result<Built, Problems> {
     }
     Ok(Built {
         jobs,
+        watched,
         stats,
         shutdown,
     })
@@ -205,6 +219,7 @@ pub fn build(p: &Pipeline, engine: &PluginEngine) -> Result<Built, Problems> {
 impl Built {
     /// Starts every component on its own thread.
     pub fn start(self) -> Running {
+        super::reload::spawn(self.watched, self.shutdown.clone());
         let handles = self
             .jobs
             .into_iter()

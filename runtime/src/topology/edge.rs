@@ -20,9 +20,23 @@ pub struct Stats {
     pub errors: AtomicU64,
     /// Events dropped on purpose (`on_error = "drop"`), not filtered out.
     pub dropped: AtomicU64,
+    /// Failures by reason (`timeout`, `memory`, `trap`, `event_error`, ...).
+    reasons: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 impl Stats {
+    pub fn count_reason(&self, reason: &'static str, n: u64) {
+        let mut m = self.reasons.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(reason).or_default() += n;
+    }
+
+    pub fn reasons(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        self.reasons
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     pub fn add(counter: &AtomicU64, n: usize) {
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }

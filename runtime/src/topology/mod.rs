@@ -8,6 +8,8 @@
 
 mod build;
 mod edge;
+mod reload;
 
 pub use build::{build, Built, Running};
 pub use edge::{Closed, Output, Rx, Shutdown, Stats, Tx};
+pub use reload::Swap;

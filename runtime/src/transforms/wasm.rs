@@ -7,7 +7,8 @@
 
 use crate::config::OnError;
 use crate::plugin::{CallError, EventError, Instance, Plugin, Reply};
-use crate::topology::{Output, Rx, Stats};
+use crate::topology::{Output, Rx, Stats, Swap};
+use std::sync::mpsc::Receiver;
 use weir_layout::{BatchBuf, EventKind, EventView};
 
 /// One worker of a plugin stage.
@@ -16,6 +17,16 @@ pub struct Worker {
     pub on_error: OnError,
     /// `None` after a trap, until rebuilt.
     instance: Option<Instance>,
+    /// New versions from the hot-reload watcher, taken between batches.
+    swaps: Option<Receiver<Swap>>,
+}
+
+/// A batch after the plugin: what goes on, and what failed when
+/// `on_error = "dead_letter"`.
+#[derive(Debug, Default)]
+pub struct Processed {
+    pub out: BatchBuf,
+    pub dead: BatchBuf,
 }
 
 impl Worker {
@@ -24,31 +35,57 @@ impl Worker {
             plugin,
             on_error,
             instance: Some(instance),
+            swaps: None,
         }
     }
 
-    /// Runs batches from `input` until it closes.
-    pub fn run(mut self, input: Rx, out: Output) {
+    /// Takes new plugin versions from `swaps` at batch boundaries.
+    pub fn with_swaps(mut self, swaps: Receiver<Swap>) -> Self {
+        self.swaps = Some(swaps);
+        self
+    }
+
+    /// Switches to the newest version waiting, if any.
+    fn take_swap(&mut self) {
+        let newest = self.swaps.as_ref().and_then(|rx| rx.try_iter().last());
+        if let Some((plugin, instance)) = newest {
+            self.plugin = plugin;
+            self.instance = Some(instance);
+        }
+    }
+
+    /// Runs batches from `input` until it closes; failed events go to
+    /// `dead` when the policy is `dead_letter`.
+    pub fn run(mut self, input: Rx, out: Output, dead: Option<Output>) {
         while let Ok(batch) = input.recv_blocking() {
             Stats::add(&out.stats.events_in, batch.len());
-            let result = self.process(batch, &out.stats);
-            if out.send(result).is_err() {
+            self.take_swap();
+            let p = self.process(batch, &out.stats);
+            if let Some(dead) = &dead {
+                // Dead letters are counted by the stage, not as its output.
+                if dead.send(p.dead).is_err() {
+                    tracing::error!(plugin = %self.plugin.name, "the dead-letter output is gone");
+                }
+            }
+            if out.send(p.out).is_err() {
                 return;
             }
         }
     }
 
     /// Applies the plugin to one batch, errors handled by policy.
-    pub fn process(&mut self, mut batch: BatchBuf, stats: &Stats) -> BatchBuf {
+    pub fn process(&mut self, mut batch: BatchBuf, stats: &Stats) -> Processed {
         let name = &self.plugin.name;
         if self.instance.is_none() {
             match self.plugin.instantiate() {
                 Ok(i) => {
                     tracing::info!(plugin = %name, "plugin instance rebuilt");
+                    stats.count_reason("rebuild", 1);
                     self.instance = Some(i);
                 }
                 Err(e) => {
                     let msg = format!("{e:#}");
+                    stats.count_reason("rebuild_failed", 1);
                     return self.fail_all(&batch, &msg, stats);
                 }
             }
@@ -57,15 +94,25 @@ impl Worker {
         match instance.call(&batch) {
             Ok((Reply::Keep(bits), errors)) if errors.is_empty() => {
                 batch.retain_bitmap(&bits);
-                batch
+                Processed {
+                    out: batch,
+                    dead: BatchBuf::new(),
+                }
             }
-            Ok((Reply::Output(out), errors)) if errors.is_empty() => out,
+            Ok((Reply::Output(out), errors)) if errors.is_empty() => Processed {
+                out,
+                dead: BatchBuf::new(),
+            },
             Ok((reply, errors)) => self.with_event_errors(&batch, reply, errors, stats),
-            Err(CallError::Returned(msg)) => self.fail_all(&batch, &msg, stats),
-            Err(CallError::Broken(msg)) => {
-                self.instance = None;
-                tracing::error!(plugin = %name, "{msg}; the instance will be rebuilt");
+            Err(CallError::Returned(msg)) => {
+                stats.count_reason("batch_error", 1);
                 self.fail_all(&batch, &msg, stats)
+            }
+            Err(CallError::Broken { failure, message }) => {
+                self.instance = None;
+                stats.count_reason(failure.as_str(), 1);
+                tracing::error!(plugin = %name, "{message}; the instance will be rebuilt");
+                self.fail_all(&batch, &message, stats)
             }
         }
     }
@@ -78,7 +125,7 @@ impl Worker {
         reply: Reply,
         errors: Vec<EventError>,
         stats: &Stats,
-    ) -> BatchBuf {
+    ) -> Processed {
         let mut failed: Vec<Option<&str>> = vec![None; batch.len()];
         for e in &errors {
             if let Some(slot) = failed.get_mut(e.index as usize) {
@@ -86,49 +133,53 @@ impl Worker {
             }
         }
         Stats::add(&stats.errors, errors.len());
+        stats.count_reason("event_error", errors.len() as u64);
         self.log_errors(&errors);
-        match reply {
+        let mut p = match reply {
             Reply::Keep(bits) => {
                 let mut out = BatchBuf::with_capacity(batch.len(), batch.byte_len());
                 for (i, event) in batch.iter().enumerate() {
-                    match failed[i] {
-                        Some(msg) => self.on_failed(&mut out, &event, msg, stats),
-                        None if weir_layout::Bitmap::get(&bits, i) => {
-                            let _ = out.push_raw(event.raw());
-                        }
-                        None => {}
+                    if failed[i].is_none() && weir_layout::Bitmap::get(&bits, i) {
+                        let _ = out.push_raw(event.raw());
                     }
                 }
-                out
+                Processed {
+                    out,
+                    dead: BatchBuf::new(),
+                }
             }
-            Reply::Output(mut out) => {
-                for (i, event) in batch.iter().enumerate() {
-                    if let Some(msg) = failed[i] {
-                        self.on_failed(&mut out, &event, msg, stats);
-                    }
-                }
-                out
+            Reply::Output(out) => Processed {
+                out,
+                dead: BatchBuf::new(),
+            },
+        };
+        for (i, event) in batch.iter().enumerate() {
+            if let Some(msg) = failed[i] {
+                self.on_failed(&mut p, &event, msg, stats);
             }
         }
+        p
     }
 
-    fn fail_all(&self, batch: &BatchBuf, msg: &str, stats: &Stats) -> BatchBuf {
+    fn fail_all(&self, batch: &BatchBuf, msg: &str, stats: &Stats) -> Processed {
         Stats::add(&stats.errors, batch.len());
         tracing::warn!(plugin = %self.plugin.name, events = batch.len(), "batch failed: {msg}");
-        let mut out = BatchBuf::with_capacity(batch.len(), batch.byte_len());
+        let mut p = Processed::default();
         for event in batch.iter() {
-            self.on_failed(&mut out, &event, msg, stats);
+            self.on_failed(&mut p, &event, msg, stats);
         }
-        out
+        p
     }
 
-    fn on_failed(&self, out: &mut BatchBuf, event: &EventView<'_>, msg: &str, stats: &Stats) {
+    /// A failed event goes on (`pass`), to the dead-letter output, or away.
+    /// Under `pass`, events the plugin answered for come first, then the
+    /// failed ones in their original order.
+    fn on_failed(&self, p: &mut Processed, event: &EventView<'_>, msg: &str, stats: &Stats) {
+        let reason = || format!("plugin `{}`: {msg}", self.plugin.name);
         match self.on_error {
             OnError::Drop => Stats::add(&stats.dropped, 1),
-            OnError::Pass => {
-                let reason = format!("plugin `{}`: {msg}", self.plugin.name);
-                attach_error(out, event, &reason);
-            }
+            OnError::Pass => attach_error(&mut p.out, event, &reason()),
+            OnError::DeadLetter => attach_error(&mut p.dead, event, &reason()),
         }
     }
 

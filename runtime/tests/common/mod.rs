@@ -13,15 +13,14 @@ pub fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// A bundled plugin, built by `scripts/build-plugins`.
+/// A bundled (or test-only) plugin, built by `scripts/build-plugins`.
 pub fn plugin(name: &str) -> PathBuf {
-    let p = repo().join("plugins/dist").join(format!("{name}.wasm"));
-    assert!(
-        p.is_file(),
-        "{} is missing: run scripts/build-plugins first",
-        p.display()
-    );
-    p
+    let dist = repo().join("plugins/dist");
+    let file = format!("{name}.wasm");
+    [dist.join(&file), dist.join("test").join(&file)]
+        .into_iter()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("plugin {name} is missing: run scripts/build-plugins first"))
 }
 
 /// `weir` with a compiled-plugin cache shared by the tests.
@@ -94,7 +93,7 @@ pub fn stderr(out: &Output) -> String {
 /// bundled plugins.
 pub fn pipeline(dir: &Path, text: &str) -> PathBuf {
     let mut t = text.to_string();
-    for name in ["level_filter", "parse", "redact", "sample"] {
+    for name in ["level_filter", "parse", "redact", "sample", "hostile"] {
         t = t.replace(
             &format!("{{plugin:{name}}}"),
             &plugin(name).display().to_string(),
@@ -103,6 +102,13 @@ pub fn pipeline(dir: &Path, text: &str) -> PathBuf {
     let p = dir.join("pipeline.toml");
     std::fs::write(&p, t).unwrap();
     p
+}
+
+/// `n` JSON lines `{"i": k}`, with extra fields where `extra(k)` says.
+pub fn numbered(n: usize, extra: impl Fn(usize) -> &'static str) -> String {
+    (0..n)
+        .map(|k| format!("{{\"i\":{k}{}}}\n", extra(k)))
+        .collect()
 }
 
 pub fn signal(child: &Child, sig: i32) {
