@@ -299,3 +299,65 @@ fn plugin_new_scaffolds_a_plugin_that_builds_tests_and_runs() {
     let bad = run(weir().args(["plugin", "new", "My Filter"]), b"", 30);
     assert!(stderr(&bad).contains("is not a crate name"));
 }
+
+/// Scaffolds a plugin in `lang`, runs its own tests, builds it, runs it.
+fn scaffold_round_trip(lang: &str, test: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join(format!("demo-{lang}"));
+    let out = run(
+        weir()
+            .args([
+                "plugin",
+                "new",
+                &format!("demo-{lang}"),
+                "--lang",
+                lang,
+                "--path",
+            ])
+            .arg(&project),
+        b"",
+        30,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sh = |cmd: &[&str]| {
+        let out = run(
+            std::process::Command::new(cmd[0])
+                .args(&cmd[1..])
+                .current_dir(&project),
+            b"",
+            600,
+        );
+        assert!(
+            out.status.success(),
+            "{cmd:?} in a new {lang} plugin: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(&out)
+        );
+        out
+    };
+    sh(test);
+    sh(&["./build.sh"]);
+    let wasm = project.join(format!("demo_{lang}.wasm"));
+    let out = run(
+        weir()
+            .args(["plugin", "run"])
+            .arg(&wasm)
+            .args(["--config", "value=warn"]),
+        b"{\"level\":\"warn\",\"n\":1}\n{\"level\":\"error\",\"n\":2}\n",
+        300,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events = json_lines(&out.stdout);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["n"], 1);
+}
+
+#[test]
+fn plugin_new_python_tests_builds_and_runs() {
+    scaffold_round_trip("python", &["python3", "-m", "unittest"]);
+}
+
+#[test]
+fn plugin_new_js_tests_builds_and_runs() {
+    scaffold_round_trip("js", &["node", "--test"]);
+}

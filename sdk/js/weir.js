@@ -117,3 +117,49 @@ export function filterBatch(batch, keep) {
   });
   return { keep: bits, errors };
 }
+
+function encodeValue(v, out) {
+  if (v === null || v === undefined) out.push(0);
+  else if (typeof v === "boolean") out.push(v ? 2 : 1);
+  else if (typeof v === "bigint" || (typeof v === "number" && Number.isInteger(v))) {
+    const b = new DataView(new ArrayBuffer(8));
+    b.setBigInt64(0, BigInt(v), true);
+    out.push(3, ...new Uint8Array(b.buffer));
+  } else if (typeof v === "number") {
+    const b = new DataView(new ArrayBuffer(8));
+    b.setFloat64(0, v, true);
+    out.push(4, ...new Uint8Array(b.buffer));
+  } else if (typeof v === "string") {
+    const raw = encoder.encode(v);
+    out.push(5, ...u32(raw.length), ...raw);
+  } else {
+    const inner = [];
+    if (Array.isArray(v)) v.forEach((x) => encodeValue(x, inner));
+    else encodeFields(v, inner);
+    const count = Array.isArray(v) ? v.length : Object.keys(v).length;
+    out.push(Array.isArray(v) ? 7 : 8, ...u32(inner.length + 4), ...u32(count), ...inner);
+  }
+}
+
+function u32(n) {
+  return [n & 255, (n >> 8) & 255, (n >> 16) & 255, (n >>> 24) & 255];
+}
+
+function encodeFields(fields, out) {
+  for (const [k, v] of Object.entries(fields)) {
+    const key = encoder.encode(k);
+    out.push(key.length & 255, key.length >> 8, ...key);
+    encodeValue(v, out);
+  }
+}
+
+/** A packed batch of log events from plain objects, for tests. */
+export function encode(logs) {
+  const out = [...encoder.encode("WEIR"), 1, 0, 0, 0, ...u32(logs.length)];
+  for (const fields of logs) {
+    const body = [0, 0, 0, 0, 0, 0, 0, 0, 0, ...u32(Object.keys(fields).length)];
+    encodeFields(fields, body);
+    out.push(...u32(body.length), ...body);
+  }
+  return new Uint8Array(out);
+}

@@ -135,6 +135,51 @@ def events(batch):
         pos += 4 + n
 
 
+def _encode_value(v, out):
+    if v is None:
+        out.append(0)
+    elif v is True or v is False:
+        out.append(2 if v else 1)
+    elif isinstance(v, int):
+        out.append(3)
+        out += _I64.pack(v)
+    elif isinstance(v, float):
+        out.append(4)
+        out += _F64.pack(v)
+    elif isinstance(v, (str, bytes)):
+        raw = v.encode("utf-8") if isinstance(v, str) else v
+        out.append(5 if isinstance(v, str) else 6)
+        out += _U32.pack(len(raw)) + raw
+    elif isinstance(v, (list, dict)):
+        inner = bytearray()
+        if isinstance(v, list):
+            for item in v:
+                _encode_value(item, inner)
+        else:
+            _encode_fields(v, inner)
+        out.append(7 if isinstance(v, list) else 8)
+        out += _U32.pack(len(inner) + 4) + _U32.pack(len(v)) + inner
+    else:
+        raise TypeError(f"cannot encode {type(v).__name__}")
+
+
+def _encode_fields(fields, out):
+    for k, v in fields.items():
+        key = k.encode("utf-8")
+        out += _U16.pack(len(key)) + key
+        _encode_value(v, out)
+
+
+def encode(logs, timestamp=0):
+    """A packed batch of log events from dicts, for tests."""
+    out = bytearray(b"WEIR" + _U16.pack(1) + _U16.pack(0) + _U32.pack(len(logs)))
+    for fields in logs:
+        body = bytearray([_LOG]) + _I64.pack(timestamp) + _U32.pack(len(fields))
+        _encode_fields(fields, body)
+        out += _U32.pack(len(body)) + body
+    return bytes(out)
+
+
 class Filter:
     """Subclass and implement ``keep``; ``config`` is the pipeline's table."""
 
@@ -146,20 +191,26 @@ class Filter:
 
 
 def export_filter(cls):
-    """The ``WitWorld`` class that exports ``cls`` as a weir filter."""
-    from componentize_py_types import Err
-    from wit_world.imports import types
+    """The ``WitWorld`` class that exports ``cls`` as a weir filter.
 
+    The generated bindings are imported when weir calls in, so the plugin's
+    module also imports in plain Python, for unit tests.
+    """
     state = {}
 
     class WitWorld:
         def init(self, config):
+            from componentize_py_types import Err
+
             try:
                 state["filter"] = cls(dict(config))
             except Exception as e:  # a refused config, reported by weir
                 raise Err(str(e))
 
         def filter(self, batch):
+            from componentize_py_types import Err
+            from wit_world.imports import types
+
             f = state.get("filter")
             if f is None:
                 raise Err("called before init")

@@ -55,11 +55,14 @@ enum PluginCommand {
         #[arg(long, default_value = "json")]
         format: String,
     },
-    /// Create a Rust plugin project that builds and passes its test as
-    /// generated: `weir plugin new my-filter`.
+    /// Create a plugin project (Rust, Python or JavaScript) that builds and
+    /// passes its test as generated: `weir plugin new my-filter --lang python`.
     New {
-        /// Crate name (lowercase letters, digits, `-` and `_`).
+        /// Name (lowercase letters, digits, `-` and `_`).
         name: String,
+        /// The language to write it in.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: plugin_new::Lang,
         /// Where to create it (default: ./NAME).
         #[arg(long)]
         path: Option<PathBuf>,
@@ -80,9 +83,12 @@ pub fn main() -> ExitCode {
             config,
             format,
         }) => plugin_run::run(&plugin, &config, &format),
-        Command::Plugin(PluginCommand::New { name, path, sdk }) => {
-            plugin_new::run(&name, path, sdk)
-        }
+        Command::Plugin(PluginCommand::New {
+            name,
+            lang,
+            path,
+            sdk,
+        }) => plugin_new::run(&name, lang, path, sdk),
     };
     match result {
         Ok(code) => code,
