@@ -2,7 +2,7 @@
 
 use super::bindings::{filter, transform, EventError};
 use super::host::HostState;
-use super::{Plugin, PluginKind};
+use super::{Metering, Plugin, PluginKind, FUEL_PER_CALL};
 use anyhow::{anyhow, Result};
 use wasmtime::Store;
 use weir_layout::BatchBuf;
@@ -18,6 +18,7 @@ pub struct Instance {
     world: World,
     limits: super::Limits,
     deadline_ticks: u64,
+    metering: Metering,
 }
 
 /// Deadline for instantiation and `init`, which may load a language runtime.
@@ -74,7 +75,7 @@ impl Failure {
         let text = format!("{e:#}");
         if matches!(
             e.downcast_ref::<wasmtime::Trap>(),
-            Some(wasmtime::Trap::Interrupt)
+            Some(wasmtime::Trap::Interrupt | wasmtime::Trap::OutOfFuel)
         ) {
             let ms = limits.timeout.as_millis();
             (
@@ -94,7 +95,12 @@ impl Instance {
     pub(super) fn new(plugin: &Plugin) -> Result<Self> {
         let mut store = Store::new(&plugin.engine.engine, HostState::new(plugin));
         store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(ticks(INIT_TIMEOUT));
+        let metering = plugin.engine.metering;
+        match metering {
+            Metering::Epoch => store.set_epoch_deadline(ticks(INIT_TIMEOUT)),
+            Metering::Fuel => store.set_fuel(FUEL_PER_CALL).map_err(anyhow::Error::from)?,
+            Metering::None => {}
+        }
         let linker: &wasmtime::component::Linker<HostState> = &plugin.engine.linker;
         let world = match plugin.kind {
             PluginKind::Filter => World::Filter(
@@ -116,6 +122,7 @@ impl Instance {
                 world,
                 limits: plugin.limits.clone(),
                 deadline_ticks: ticks(plugin.limits.timeout),
+                metering,
             }),
             Ok(Err(msg)) => Err(anyhow!("init refused the config: {msg}")),
             Err(trap) => Err(anyhow!("init trapped: {trap:#}")),
@@ -125,7 +132,14 @@ impl Instance {
     /// Runs one batch. Per-event errors come back beside the reply.
     pub fn call(&mut self, batch: &BatchBuf) -> Result<(Reply, Vec<EventError>), CallError> {
         let bytes = batch.as_vec();
-        self.store.set_epoch_deadline(self.deadline_ticks);
+        match self.metering {
+            Metering::Epoch => self.store.set_epoch_deadline(self.deadline_ticks),
+            Metering::Fuel => {
+                // Refilling cannot fail: fuel is on for this engine.
+                let _ = self.store.set_fuel(FUEL_PER_CALL);
+            }
+            Metering::None => {}
+        }
         let limits = &self.limits;
         match &self.world {
             World::Filter(w) => {

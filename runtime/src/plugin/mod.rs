@@ -76,9 +76,24 @@ fn start_epoch_ticker(engine: &Engine) {
         .expect("spawn epoch ticker");
 }
 
+/// How a runaway call is stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metering {
+    /// Not at all: for measuring the others only.
+    None,
+    /// A deadline checked at loop heads and calls (the default: cheap).
+    Epoch,
+    /// Counted instructions: deterministic, and much dearer per call.
+    Fuel,
+}
+
+/// Fuel per call under [`Metering::Fuel`]: enough for any sane batch.
+pub const FUEL_PER_CALL: u64 = 10_000_000_000;
+
 /// The shared Wasm engine, linker and compiled-component cache.
 #[derive(Clone)]
 pub struct PluginEngine {
+    metering: Metering,
     engine: Engine,
     linker: Arc<Linker<host::HostState>>,
     cache_dir: Option<PathBuf>,
@@ -87,15 +102,24 @@ pub struct PluginEngine {
 impl PluginEngine {
     /// An engine that caches compiled components in `cache_dir` (none: no cache).
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Self> {
+        Self::with_metering(cache_dir, Metering::Epoch)
+    }
+
+    /// An engine that stops runaway calls the given way.
+    pub fn with_metering(cache_dir: Option<PathBuf>, metering: Metering) -> Result<Self> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
-        config.epoch_interruption(true);
+        config.epoch_interruption(metering == Metering::Epoch);
+        config.consume_fuel(metering == Metering::Fuel);
         let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
-        start_epoch_ticker(&engine);
+        if metering == Metering::Epoch {
+            start_epoch_ticker(&engine);
+        }
         let mut linker = Linker::new(&engine);
         host::add_to_linker(&mut linker)?;
         Ok(PluginEngine {
+            metering,
             engine,
             linker: Arc::new(linker),
             cache_dir,
