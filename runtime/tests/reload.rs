@@ -118,3 +118,156 @@ inputs = ["tag"]
     assert!(err.contains("not a loadable Wasm component"), "{err}");
     assert!(err.contains("reload=3 reload_failed="), "{err}");
 }
+
+fn pipeline_text(plugin: &str, extra_sink: bool, typo: bool) -> String {
+    let mut t = format!(
+        r#"
+[settings]
+batch_size = 50
+
+[sources.in]
+type = "stdin"
+
+[transforms.tag]
+type = "wasm"
+inputs = ["{}"]
+plugin = "{plugin}"
+
+[sinks.out]
+type = "file"
+path = "out.jsonl"
+inputs = ["tag"]
+
+[sinks.raw]
+type = "file"
+path = "raw.jsonl"
+inputs = ["in"]
+"#,
+        if typo { "inn" } else { "in" }
+    );
+    if extra_sink {
+        t.push_str(
+            "\n[sinks.extra]\ntype = \"file\"\npath = \"extra.jsonl\"\ninputs = [\"tag\"]\n",
+        );
+    }
+    t
+}
+
+/// Streams numbered events while the pipeline file changes under weir.
+fn reload_pipeline(watch: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(plugin("hostile"), dir.path().join("v1.wasm")).unwrap();
+    std::fs::copy(plugin("hostile_v2"), dir.path().join("v2.wasm")).unwrap();
+    let p = dir.path().join("pipeline.toml");
+    std::fs::write(&p, pipeline_text("v1.wasm", false, false)).unwrap();
+    let mut cmd = weir();
+    cmd.args(["run", "-c"]).arg(&p);
+    if watch {
+        cmd.arg("--watch");
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let out_file = dir.path().join("out.jsonl");
+    let mut next = 0;
+    let mut send = |n: usize| {
+        let lines: String = (next..next + n)
+            .map(|i| format!("{{\"i\":{i}}}\n"))
+            .collect();
+        stdin.write_all(lines.as_bytes()).unwrap();
+        next += n;
+    };
+    let flow_until = |send: &mut dyn FnMut(usize), what: &str, cond: &dyn Fn() -> bool| {
+        eventually(30, what, || {
+            send(25);
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            cond()
+        });
+    };
+    let edit = |text: String| {
+        std::fs::write(&p, text).unwrap();
+        if !watch {
+            signal(&child, libc::SIGHUP);
+        }
+    };
+    let last_version = || versions(&out_file).last().map(|(_, v)| *v);
+    let extra = dir.path().join("extra.jsonl");
+
+    flow_until(&mut send, "version 1", &|| last_version() == Some(1));
+    edit(pipeline_text("v2.wasm", true, false)); // replace a plugin, add a sink
+    flow_until(&mut send, "version 2 and the new sink", &|| {
+        last_version() == Some(2) && std::fs::metadata(&extra).is_ok_and(|m| m.len() > 0)
+    });
+    edit(pipeline_text("v1.wasm", true, true)); // a typo: rejected
+    for _ in 0..30 {
+        send(25);
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let extra_len = || std::fs::metadata(&extra).map(|m| m.len()).unwrap_or(0);
+    edit(pipeline_text("v2.wasm", false, false)); // remove the sink
+    let before = std::cell::Cell::new(extra_len());
+    flow_until(&mut send, "the removed sink to stop growing", &|| {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let now = extra_len();
+        now == before.replace(now)
+    });
+    send(500);
+    drop(stdin);
+
+    let out = wait_output(child, 60);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let all: Vec<i64> = (0..next as i64).collect();
+    let mut tagged: Vec<i64> = versions(&out_file).iter().map(|(i, _)| *i).collect();
+    tagged.sort();
+    assert_eq!(
+        tagged, all,
+        "through the replaced transform, every event exactly once"
+    );
+    let raw: Vec<i64> = json_lines(&std::fs::read(dir.path().join("raw.jsonl")).unwrap())
+        .iter()
+        .map(|e| e["i"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        raw, all,
+        "the untouched sink saw every event once, in order"
+    );
+    assert!(
+        err.contains(&format!("raw: {next} in, {next} out")),
+        "the untouched sink kept running: {err}"
+    );
+    let extra_events = json_lines(&std::fs::read(&extra).unwrap());
+    assert!(!extra_events.is_empty() && extra_events.iter().all(|e| e["version"] == 2));
+    let why = if watch {
+        "a change to the file"
+    } else {
+        "SIGHUP"
+    };
+    assert!(
+        err.contains(&format!("pipeline reloaded after {why}: added [\"extra\"], replaced [\"tag\"], removed [], 3 kept running")),
+        "{err}"
+    );
+    assert!(
+        err.contains("rejected; the running pipeline stays as it was"),
+        "{err}"
+    );
+    assert!(
+        err.contains("no component named `inn` (did you mean `in`?)"),
+        "{err}"
+    );
+    assert!(err.contains("removed [\"extra\"], 4 kept running"), "{err}");
+}
+
+#[test]
+fn sighup_reloads_the_pipeline_keeping_what_did_not_change() {
+    reload_pipeline(false);
+}
+
+#[test]
+fn watch_reloads_the_pipeline_when_its_file_changes() {
+    reload_pipeline(true);
+}

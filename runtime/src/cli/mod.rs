@@ -24,10 +24,16 @@ struct Cli {
 enum Command {
     /// Run a pipeline until its inputs end or SIGINT/SIGTERM (which drain
     /// everything in flight before exiting).
+    ///
+    /// Plugin files are watched and hot-reloaded. SIGHUP reloads the pipeline
+    /// file: components whose settings did not change keep running.
     Run {
         /// The pipeline file.
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
+        /// Also reload the pipeline file whenever it changes.
+        #[arg(long)]
+        watch: bool,
     },
     /// Check a pipeline without running it: the file parses, inputs exist,
     /// files are there, plugins load and accept their config. Every problem
@@ -76,7 +82,7 @@ pub fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config } => run::run(&config),
+        Command::Run { config, watch } => run::run(&config, watch),
         Command::Validate { config } => run::validate(&config),
         Command::Plugin(PluginCommand::Run {
             plugin,

@@ -47,43 +47,97 @@ pub fn validate(path: &Path) -> Result<ExitCode> {
     }
 }
 
-pub fn run(path: &Path) -> Result<ExitCode> {
+pub fn run(path: &Path, watch: bool) -> Result<ExitCode> {
     let p = match Pipeline::load(path) {
         Ok(p) => p,
         Err(problems) => return Ok(report(&problems)),
     };
-    let built = match topology::build(&p, &engine(&p)?) {
+    let engine = engine(&p)?;
+    let built = match topology::build(&p, &engine) {
         Ok(b) => b,
         Err(problems) => return Ok(report(&problems)),
     };
-    let running = built.start();
-    let shutdown = running.shutdown.clone();
+    let mut running = built.start();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let stats = rt.block_on(async move {
-        let mut done = tokio::task::spawn_blocking(move || running.wait());
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        let (changed_tx, mut changed) = tokio::sync::mpsc::channel::<()>(1);
+        let _watcher = if watch {
+            Some(watch_file(path, changed_tx)?)
+        } else {
+            None
+        };
+        let mut poll = tokio::time::interval(std::time::Duration::from_millis(50));
         let mut signals = 0;
         loop {
             tokio::select! {
-                stats = &mut done => return anyhow::Ok(stats?),
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+                _ = poll.tick() => {
+                    if running.is_finished() {
+                        return anyhow::Ok(());
+                    }
+                }
+                _ = hup.recv() => reload(path, &mut running, &engine, "SIGHUP"),
+                Some(()) = changed.recv() => {
+                    // An editor's save is several events: let it settle.
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    while changed.try_recv().is_ok() {}
+                    reload(path, &mut running, &engine, "a change to the file");
+                }
+                _ = tokio::signal::ctrl_c() => signals += 1,
+                _ = term.recv() => signals += 1,
             }
-            signals += 1;
             if signals > 1 {
                 eprintln!("second signal: exiting without draining");
                 std::process::exit(130);
             }
-            tracing::info!(
-                "shutting down: draining events in flight (signal again to exit at once)"
-            );
-            shutdown.trigger();
+            if signals == 1 && !running.shutdown.is_triggered() {
+                tracing::info!(
+                    "shutting down: draining events in flight (signal again to exit at once)"
+                );
+                running.shutdown.trigger();
+            }
         }
     })?;
-    print_summary(&stats);
+    print_summary(&running.wait());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reloads the pipeline file into the running pipeline, or says why not.
+fn reload(path: &Path, running: &mut topology::Running, engine: &PluginEngine, why: &str) {
+    let result = Pipeline::load(path).and_then(|p| running.reload(&p, engine));
+    match result {
+        Ok(c) => tracing::info!(
+            "pipeline reloaded after {why}: added {:?}, replaced {:?}, removed {:?}, {} kept running",
+            c.added,
+            c.replaced,
+            c.removed,
+            c.kept
+        ),
+        Err(problems) => tracing::error!(
+            "pipeline reload after {why} rejected; the running pipeline stays as it was:\n{problems}"
+        ),
+    }
+}
+
+/// Sends on `tx` whenever the file at `path` changes.
+fn watch_file(
+    path: &Path,
+    tx: tokio::sync::mpsc::Sender<()>,
+) -> Result<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let file = std::path::absolute(path)?;
+    let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let mut w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if ev.is_ok_and(|e| e.paths.iter().any(|p| p == &file) && !e.kind.is_access()) {
+            let _ = tx.try_send(());
+        }
+    })?;
+    w.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+    Ok(w)
 }
 
 fn print_summary(stats: &[(String, Arc<Stats>)]) {

@@ -1,10 +1,14 @@
-//! From a parsed pipeline to running threads.
+//! From a parsed pipeline to running threads, and from one pipeline to the
+//! next without stopping.
 //!
 //! [`build`] does everything that can fail before any event moves: resolving
 //! paths, compiling plugins, instantiating and `init`ing every worker. It
 //! reports every problem at once, and `weir validate` is exactly this step.
+//! [`Running::reload`] does the same for only the components that are new
+//! or changed, so a bad file changes nothing; then it rewires the components
+//! that stay (they keep their state) and lets the replaced ones drain.
 
-use super::edge::{Output, Rx, Shutdown, Stats, Tx};
+use super::edge::{Output, Rx, Shutdown, Stats, Tx, WeakOutput};
 use super::reload::Watched;
 use crate::config::{
     OnError, Pipeline, Problems, SinkConfig, SourceConfig, TransformConfig, DEAD_LETTER,
@@ -12,16 +16,34 @@ use crate::config::{
 use crate::plugin::{Limits, PluginEngine};
 use crate::sources::{self, Batcher};
 use crate::{sinks, transforms};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use weir_layout::BatchBuf;
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// A pipeline ready to start: every component checked and built.
+/// What a reload needs to know of a running component.
+struct Live {
+    /// Its configuration (and the pipeline settings) as text: equal text,
+    /// same component.
+    spec: String,
+    /// A consumer's input queue, for producers to be wired to. Weak, so a
+    /// queue still closes when its last producer ends.
+    input: Option<async_channel::WeakSender<BatchBuf>>,
+    /// A source's own stop flag.
+    stop: Option<Shutdown>,
+    /// Its outputs by name (`NAME`, `NAME.dead_letter`), to rewire.
+    outputs: Vec<(String, WeakOutput)>,
+}
+
+/// A pipeline (or the changed part of one) ready to start.
 pub struct Built {
     jobs: Vec<(String, Job)>,
     watched: Vec<Watched>,
+    live: BTreeMap<String, Live>,
+    /// Outputs of components that stay, with their new consumers.
+    rewires: Vec<(WeakOutput, Vec<Tx>)>,
     pub stats: Vec<(String, Arc<Stats>)>,
     pub shutdown: Shutdown,
 }
@@ -29,55 +51,130 @@ pub struct Built {
 /// A started pipeline.
 pub struct Running {
     handles: Vec<(String, JoinHandle<()>)>,
+    live: BTreeMap<String, Live>,
     pub stats: Vec<(String, Arc<Stats>)>,
     pub shutdown: Shutdown,
 }
 
+/// What a reload changed.
+#[derive(Debug, Default)]
+pub struct Change {
+    pub added: Vec<String>,
+    pub replaced: Vec<String>,
+    pub removed: Vec<String>,
+    pub kept: usize,
+}
+
 pub fn build(p: &Pipeline, engine: &PluginEngine) -> Result<Built, Problems> {
+    build_against(p, engine, Shutdown::default(), &BTreeMap::new())
+}
+
+fn specs(p: &Pipeline) -> HashMap<&str, String> {
+    let f = &p.file;
+    let settings = format!("{:?}", f.settings);
+    let mut out = HashMap::new();
+    for (n, c) in &f.sources {
+        out.insert(n.as_str(), format!("{settings}{c:?}"));
+    }
+    for (n, c) in &f.transforms {
+        out.insert(n.as_str(), format!("{settings}{c:?}"));
+    }
+    for (n, c) in &f.sinks {
+        out.insert(n.as_str(), format!("{settings}{c:?}"));
+    }
+    out
+}
+
+/// Takes the consumers of output `name` (none if nothing reads it).
+fn take(downstream: &mut HashMap<String, Vec<Tx>>, name: &str) -> Vec<Tx> {
+    downstream.remove(name).unwrap_or_default()
+}
+
+/// A new output for `name` and its counters.
+fn new_output(
+    downstream: &mut HashMap<String, Vec<Tx>>,
+    stats: &mut Vec<(String, Arc<Stats>)>,
+    name: &str,
+) -> Output {
+    let s = Arc::new(Stats::default());
+    stats.push((name.to_string(), s.clone()));
+    let txs = take(downstream, name);
+    if txs.is_empty() {
+        tracing::warn!(
+            component = name,
+            "nothing reads from this component; its events are discarded"
+        );
+    }
+    Output::new(txs, s)
+}
+
+/// Builds the components of `p` that `running` does not already run as they
+/// are; the ones that stay are wired in through their queues.
+fn build_against(
+    p: &Pipeline,
+    engine: &PluginEngine,
+    shutdown: Shutdown,
+    running: &BTreeMap<String, Live>,
+) -> Result<Built, Problems> {
     let f = &p.file;
     let cap = f.settings.channel_capacity.max(1);
-    let shutdown = Shutdown::default();
+    let specs = specs(p);
+    // Kept: same settings, and still running (a consumer whose producers all
+    // ended has closed its queue and is rebuilt).
+    let kept = |name: &str| {
+        running.get(name).filter(|l| {
+            Some(&l.spec) == specs.get(name)
+                && l.input.as_ref().is_none_or(|w| w.upgrade().is_some())
+        })
+    };
     let mut problems = Vec::new();
 
-    // One bounded input queue per consumer; producers get its sender.
-    let mut inputs: HashMap<&str, (Tx, Rx)> = HashMap::new();
+    // Each consumer's input queue: the running one if it stays, else new.
+    let mut new_queues: HashMap<String, (Tx, Rx)> = HashMap::new();
+    let mut downstream: HashMap<String, Vec<Tx>> = HashMap::new();
     let consumers = f
         .transforms
         .iter()
-        .map(|(n, t)| (n.as_str(), t.inputs()))
-        .chain(f.sinks.iter().map(|(n, s)| (n.as_str(), s.inputs())));
-    let mut downstream: HashMap<&str, Vec<Tx>> = HashMap::new();
+        .map(|(n, t)| (n, t.inputs()))
+        .chain(f.sinks.iter().map(|(n, s)| (n, s.inputs())));
     for (name, ins) in consumers {
-        let (tx, rx) = async_channel::bounded(cap);
+        let tx = match kept(name).and_then(|l| l.input.as_ref()?.upgrade()) {
+            Some(tx) => tx,
+            None => {
+                let (tx, rx) = async_channel::bounded(cap);
+                new_queues.insert(name.clone(), (tx.clone(), rx));
+                tx
+            }
+        };
         for input in ins {
             downstream
-                .entry(input.as_str())
+                .entry(input.clone())
                 .or_default()
                 .push(tx.clone());
         }
-        inputs.insert(name, (tx, rx));
     }
+
     let mut stats = Vec::new();
-    let mut output = |name: &str| {
-        let s = Arc::new(Stats::default());
-        stats.push((name.to_string(), s.clone()));
-        let txs = downstream.remove(name).unwrap_or_default();
-        if txs.is_empty() {
-            tracing::warn!(
-                component = name,
-                "nothing reads from this component; its events are discarded"
-            );
-        }
-        Output::new(txs, s)
-    };
     let mut jobs: Vec<(String, Job)> = Vec::new();
     let mut watched = Vec::new();
+    let mut live = BTreeMap::new();
+    let mut rewires = Vec::new();
+    for name in p.components().map(|(_, n)| n) {
+        if let Some(l) = kept(name) {
+            for (out_name, out) in &l.outputs {
+                rewires.push((out.clone(), take(&mut downstream, out_name)));
+            }
+        }
+    }
+    let spec = |name: &str| specs[name].clone();
 
-    for (name, src) in &f.sources {
-        let out = output(name);
+    for (name, src) in f.sources.iter().filter(|(n, _)| kept(n).is_none()) {
+        let out = new_output(&mut downstream, &mut stats, name);
+        let outputs = vec![(name.clone(), out.downgrade())];
         let batch_size = f.settings.batch_size.max(1);
         let batcher = Batcher::new(out, batch_size);
-        let (n, sd) = (name.clone(), shutdown.clone());
+        let stop = shutdown.child();
+        let (n, sd) = (name.clone(), stop.clone());
         let job: Job = match src.clone() {
             SourceConfig::File(cfg) => {
                 let path = p.resolve(&cfg.path);
@@ -102,82 +199,87 @@ pub fn build(p: &Pipeline, engine: &PluginEngine) -> Result<Built, Problems> {
             }
         };
         jobs.push((name.clone(), job));
+        let l = Live {
+            spec: spec(name),
+            input: None,
+            stop: Some(stop),
+            outputs,
+        };
+        live.insert(name.clone(), l);
     }
 
-    for (name, t) in &f.transforms {
-        let out = output(name);
-        let (_, rx) = inputs
-            .get(name.as_str())
-            .expect("every transform has an input queue")
+    for (name, t) in f.transforms.iter().filter(|(n, _)| kept(n).is_none()) {
+        let out = new_output(&mut downstream, &mut stats, name);
+        let (tx, rx) = new_queues
+            .get(name)
+            .expect("a new transform has a new queue")
             .clone();
-        match t {
-            TransformConfig::Wasm(w) => {
-                let path = p.resolve(&w.plugin);
-                if !path.is_file() {
-                    problems.push(p.problem(
-                        "transforms",
-                        name,
-                        Some("plugin"),
-                        format!(
-                        "no file at {} (build the bundled plugins with `scripts/build-plugins`)",
-                        path.display()
-                    ),
-                    ));
-                    continue;
-                }
-                let limits = Limits {
-                    memory_bytes: w.memory_limit_mb.saturating_mul(1 << 20),
-                    timeout: std::time::Duration::from_millis(w.timeout_ms.max(1)),
-                };
-                let plugin = match engine.load(name, &path, t.plugin_config(), limits) {
-                    Ok(plugin) => plugin,
-                    Err(e) => {
-                        problems.push(p.problem(
-                            "transforms",
-                            name,
-                            Some("plugin"),
-                            format!("{e:#}"),
-                        ));
-                        continue;
-                    }
-                };
-                let workers = w.workers.max(1);
-                let (watch, mut swaps) = Watched::new(&plugin, workers, out.stats.clone());
-                if f.settings.watch_plugins {
-                    watched.push(watch);
-                }
-                let dead = (w.on_error == OnError::DeadLetter)
-                    .then(|| output(&format!("{name}.{DEAD_LETTER}")));
-                for i in 0..workers {
-                    let instance = match plugin.instantiate() {
-                        Ok(inst) => inst,
-                        Err(e) => {
-                            problems.push(p.problem(
-                                "transforms",
-                                name,
-                                Some("config"),
-                                format!("{e:#}"),
-                            ));
-                            break;
-                        }
-                    };
-                    let worker =
-                        transforms::wasm::Worker::new(plugin.clone(), instance, w.on_error)
-                            .with_swaps(swaps.remove(0));
-                    let (rx, out, dead) = (rx.clone(), out.clone(), dead.clone());
-                    let job: Job = Box::new(move || worker.run(rx, out, dead));
-                    jobs.push((format!("{name}#{i}"), job));
-                }
-            }
+        let TransformConfig::Wasm(w) = t;
+        let path = p.resolve(&w.plugin);
+        if !path.is_file() {
+            problems.push(p.problem(
+                "transforms",
+                name,
+                Some("plugin"),
+                format!(
+                    "no file at {} (build the bundled plugins with `scripts/build-plugins`)",
+                    path.display()
+                ),
+            ));
+            continue;
         }
+        let limits = Limits {
+            memory_bytes: w.memory_limit_mb.saturating_mul(1 << 20),
+            timeout: std::time::Duration::from_millis(w.timeout_ms.max(1)),
+        };
+        let plugin = match engine.load(name, &path, t.plugin_config(), limits) {
+            Ok(plugin) => plugin,
+            Err(e) => {
+                problems.push(p.problem("transforms", name, Some("plugin"), format!("{e:#}")));
+                continue;
+            }
+        };
+        let workers = w.workers.max(1);
+        let (watch, mut swaps) = Watched::new(&plugin, workers, out.stats.clone());
+        if f.settings.watch_plugins {
+            watched.push(watch);
+        }
+        let mut outputs = vec![(name.clone(), out.downgrade())];
+        let dead = (w.on_error == OnError::DeadLetter).then(|| {
+            let dead_name = format!("{name}.{DEAD_LETTER}");
+            let d = new_output(&mut downstream, &mut stats, &dead_name);
+            outputs.push((dead_name, d.downgrade()));
+            d
+        });
+        for i in 0..workers {
+            let instance = match plugin.instantiate() {
+                Ok(inst) => inst,
+                Err(e) => {
+                    problems.push(p.problem("transforms", name, Some("config"), format!("{e:#}")));
+                    break;
+                }
+            };
+            let worker = transforms::wasm::Worker::new(plugin.clone(), instance, w.on_error)
+                .with_swaps(swaps.remove(0));
+            let (rx, out, dead) = (rx.clone(), out.clone(), dead.clone());
+            let job: Job = Box::new(move || worker.run(rx, out, dead));
+            jobs.push((format!("{name}#{i}"), job));
+        }
+        let l = Live {
+            spec: spec(name),
+            input: Some(tx.downgrade()),
+            stop: None,
+            outputs,
+        };
+        live.insert(name.clone(), l);
     }
 
-    for (name, s) in &f.sinks {
+    for (name, s) in f.sinks.iter().filter(|(n, _)| kept(n).is_none()) {
         let s_stats = Arc::new(Stats::default());
         stats.push((name.clone(), s_stats.clone()));
-        let (_, rx) = inputs
-            .get(name.as_str())
-            .expect("every sink has an input queue")
+        let (tx, rx) = new_queues
+            .get(name)
+            .expect("a new sink has a new queue")
             .clone();
         let path = match s {
             SinkConfig::File(fs) => {
@@ -200,39 +302,47 @@ pub fn build(p: &Pipeline, engine: &PluginEngine) -> Result<Built, Problems> {
         let (n, cfg, sd) = (name.clone(), s.clone(), shutdown.clone());
         let job: Job = Box::new(move || sinks::run(&n, &cfg, path.as_deref(), rx, s_stats, sd));
         jobs.push((name.clone(), job));
+        let l = Live {
+            spec: spec(name),
+            input: Some(tx.downgrade()),
+            stop: None,
+            outputs: Vec::new(),
+        };
+        live.insert(name.clone(), l);
     }
 
-    // The queues' own handles must go, so that each closes when its last
-    // producer ends.
-    drop(inputs);
     if !problems.is_empty() {
         return Err(Problems(problems));
     }
     Ok(Built {
         jobs,
         watched,
+        live,
+        rewires,
         stats,
         shutdown,
     })
+}
+
+fn spawn(jobs: Vec<(String, Job)>) -> Vec<(String, JoinHandle<()>)> {
+    jobs.into_iter()
+        .map(|(name, job)| {
+            let h = std::thread::Builder::new()
+                .name(name.clone())
+                .spawn(job)
+                .expect("spawn component thread");
+            (name, h)
+        })
+        .collect()
 }
 
 impl Built {
     /// Starts every component on its own thread.
     pub fn start(self) -> Running {
         super::reload::spawn(self.watched, self.shutdown.clone());
-        let handles = self
-            .jobs
-            .into_iter()
-            .map(|(name, job)| {
-                let h = std::thread::Builder::new()
-                    .name(name.clone())
-                    .spawn(job)
-                    .expect("spawn component thread");
-                (name, h)
-            })
-            .collect();
         Running {
-            handles,
+            handles: spawn(self.jobs),
+            live: self.live,
             stats: self.stats,
             shutdown: self.shutdown,
         }
@@ -240,8 +350,12 @@ impl Built {
 }
 
 impl Running {
-    /// Waits until every component has finished (inputs ended, or shutdown
-    /// triggered and everything in flight drained).
+    /// Every component has finished: inputs ended, or shutdown drained.
+    pub fn is_finished(&self) -> bool {
+        self.handles.iter().all(|(_, h)| h.is_finished())
+    }
+
+    /// Waits until every component has finished.
     pub fn wait(self) -> Vec<(String, Arc<Stats>)> {
         for (name, h) in self.handles {
             if h.join().is_err() {
@@ -249,5 +363,53 @@ impl Running {
             }
         }
         self.stats
+    }
+
+    /// Moves to pipeline `p`: builds what is new or changed (any problem
+    /// leaves everything as it was), starts it, rewires what stays, and stops
+    /// what is gone; replaced consumers drain their queues before they end.
+    pub fn reload(&mut self, p: &Pipeline, engine: &PluginEngine) -> Result<Change, Problems> {
+        let built = build_against(p, engine, self.shutdown.clone(), &self.live)?;
+        let mut change = Change::default();
+        let new_names: Vec<&str> = p.components().map(|(_, n)| n).collect();
+        for name in built.live.keys() {
+            if self.live.contains_key(name) {
+                change.replaced.push(name.clone());
+            } else {
+                change.added.push(name.clone());
+            }
+        }
+        change.kept = new_names.len() - built.live.len();
+        // New consumers first, so nothing is sent to a queue nobody reads.
+        super::reload::spawn(built.watched, self.shutdown.clone());
+        self.handles.extend(spawn(built.jobs));
+        for (out, txs) in built.rewires {
+            out.rewire(txs);
+        }
+        let gone: Vec<String> = self
+            .live
+            .keys()
+            .filter(|n| built.live.contains_key(*n) || !new_names.contains(&n.as_str()))
+            .cloned()
+            .collect();
+        for name in gone {
+            let old = self.live.remove(&name).expect("listed from the map");
+            if let Some(stop) = old.stop {
+                stop.stop_this();
+            }
+            if !built.live.contains_key(&name) {
+                change.removed.push(name.clone());
+            }
+            for (n, _) in self
+                .stats
+                .iter_mut()
+                .filter(|(n, _)| *n == name || n.starts_with(&format!("{name}.")))
+            {
+                n.push_str(" (before reload)");
+            }
+        }
+        self.live.extend(built.live);
+        self.stats.extend(built.stats);
+        Ok(change)
     }
 }

@@ -5,7 +5,7 @@
 //! sink blocks its producers and, through them, the sources: memory stays flat.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use weir_layout::BatchBuf;
 
 pub type Tx = async_channel::Sender<BatchBuf>;
@@ -46,26 +46,63 @@ impl Stats {
     }
 }
 
-/// Set once, on SIGINT/SIGTERM or a fatal sink error: sources stop reading,
-/// everything in flight drains, then the pipeline ends.
+/// Stops sources: all of them (SIGINT/SIGTERM, a fatal sink error), or one
+/// (a reload that removes it). Sources stop reading, everything in flight
+/// drains, then the components downstream end.
 #[derive(Debug, Clone, Default)]
-pub struct Shutdown(Arc<AtomicBool>);
+pub struct Shutdown {
+    all: Arc<AtomicBool>,
+    this: Arc<AtomicBool>,
+}
 
 impl Shutdown {
+    /// Stops the whole pipeline.
     pub fn trigger(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.all.store(true, Ordering::SeqCst);
+    }
+
+    /// A flag for one source that the whole-pipeline trigger also sets.
+    pub fn child(&self) -> Shutdown {
+        Shutdown {
+            all: self.all.clone(),
+            this: Arc::default(),
+        }
+    }
+
+    /// Stops only the holder of this child flag.
+    pub fn stop_this(&self) {
+        self.this.store(true, Ordering::SeqCst);
     }
 
     pub fn is_triggered(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.all.load(Ordering::Relaxed) || self.this.load(Ordering::Relaxed)
     }
 }
 
-/// The downstream inputs of a component (shared by its workers).
+/// The downstream inputs of a component (shared by its workers). A reload
+/// rewires them in place, so the component keeps running.
 #[derive(Clone)]
 pub struct Output {
-    txs: Vec<Tx>,
+    txs: Arc<Mutex<Vec<Tx>>>,
     pub stats: Arc<Stats>,
+}
+
+/// See [`Output::downgrade`].
+#[derive(Clone)]
+pub struct WeakOutput(Weak<Mutex<Vec<Tx>>>);
+
+impl WeakOutput {
+    /// Points the output (and its clones) at a new set of consumers; false
+    /// when its component has ended.
+    pub fn rewire(&self, txs: Vec<Tx>) -> bool {
+        match self.0.upgrade() {
+            Some(m) => {
+                *m.lock().unwrap_or_else(|e| e.into_inner()) = txs;
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// Every downstream component has gone away.
@@ -74,7 +111,16 @@ pub struct Closed;
 
 impl Output {
     pub fn new(txs: Vec<Tx>, stats: Arc<Stats>) -> Self {
-        Output { txs, stats }
+        Output {
+            txs: Arc::new(Mutex::new(txs)),
+            stats,
+        }
+    }
+
+    /// A handle that can rewire this output without keeping it (and so its
+    /// consumers' queues) alive.
+    pub fn downgrade(&self) -> WeakOutput {
+        WeakOutput(Arc::downgrade(&self.txs))
     }
 
     /// Sends a batch to every consumer, waiting while their queues are full.
@@ -84,7 +130,9 @@ impl Output {
             return Ok(());
         }
         Stats::add(&self.stats.events_out, batch.len());
-        let Some((last, rest)) = self.txs.split_last() else {
+        // Senders are cloned out so no lock is held while a queue is full.
+        let txs = self.txs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some((last, rest)) = txs.split_last() else {
             return Ok(());
         };
         let mut delivered = false;
