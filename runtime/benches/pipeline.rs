@@ -4,28 +4,18 @@
 //! One thread; CPU time of that thread; medians of 5 runs over the same
 //! generated ~200-byte JSON log lines. `WEIR_BENCH_EVENTS` sets the count.
 
-use rand::{rngs::SmallRng, SeedableRng};
+mod common;
+
+use common::{cpu_now, decode, lines};
 use std::path::Path;
-use weir::codec::{Decoder, Format, Line};
 use weir::config::OnError;
 use weir::plugin::{Instance, Limits, PluginEngine, Reply};
-use weir::sources::generator;
 use weir::topology::Stats;
 use weir::transforms::wasm::Worker;
 use weir_layout::BatchBuf;
 use weir_sdk::{Config, Filter};
 
 const RUNS: usize = 5;
-
-fn cpu_now() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
-}
 
 /// Median CPU seconds of `f` over `RUNS` runs.
 fn cpu_secs(mut f: impl FnMut()) -> f64 {
@@ -38,37 +28,6 @@ fn cpu_secs(mut f: impl FnMut()) -> f64 {
         .collect();
     t.sort_by(f64::total_cmp);
     t[RUNS / 2]
-}
-
-fn lines(n: usize) -> Vec<u8> {
-    let mut rng = SmallRng::seed_from_u64(42);
-    let mut buf = Vec::with_capacity(n * 210);
-    for i in 0..n {
-        generator::write_line(&mut rng, 1_700_000_000_000_000_000 + i as i64, &mut buf);
-    }
-    buf
-}
-
-/// Decodes every line into batches of `size`, handing each to `each`.
-fn decode(buf: &[u8], size: usize, mut each: impl FnMut(BatchBuf)) {
-    let mut d = Decoder::new(Format::Json, "timestamp", 102_400);
-    let mut batch = BatchBuf::with_capacity(size, size * 256);
-    for (i, line) in buf
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .enumerate()
-    {
-        d.decode(&mut batch, Line::Full(line), "bench", i as u64, 0);
-        if batch.len() == size {
-            each(std::mem::replace(
-                &mut batch,
-                BatchBuf::with_capacity(size, size * 256),
-            ));
-        }
-    }
-    if !batch.is_empty() {
-        each(batch);
-    }
 }
 
 fn native_filter() -> level_filter::LevelFilter {
@@ -92,7 +51,7 @@ fn main() {
     let stats = Stats::default();
     let mut native = native_filter();
 
-    let buf = lines(n);
+    let buf = lines(n, 42);
     println!(
         "weir pipeline bench: {n} JSON log lines, {} bytes on average, 1 thread, median of {RUNS} runs",
         buf.len() / n

@@ -1,55 +1,18 @@
 //! The same keep-errors filter in four languages, the cost of metering, and
 //! the pause a hot swap causes: `scripts/bench` (after `scripts/build-examples`).
 
-use rand::{rngs::SmallRng, SeedableRng};
+mod common;
+
+use common::{batches, cpu_now};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use weir::codec::{Decoder, Format, Line};
 use weir::config::OnError;
 use weir::plugin::{Limits, Metering, Plugin, PluginEngine, Reply};
-use weir::sources::generator;
 use weir::topology::{Output, Stats};
 use weir::transforms::wasm::Worker;
 use weir_layout::BatchBuf;
 
 const EVENTS: usize = 102_400;
-
-fn cpu_now() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
-}
-
-fn batches(n: usize, size: usize) -> Vec<BatchBuf> {
-    let mut rng = SmallRng::seed_from_u64(7);
-    let mut buf = Vec::new();
-    for i in 0..n {
-        generator::write_line(&mut rng, i as i64, &mut buf);
-    }
-    let mut d = Decoder::new(Format::Json, "timestamp", 102_400);
-    let mut out = vec![BatchBuf::new()];
-    for (i, line) in buf
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .enumerate()
-    {
-        if out.last().unwrap().len() == size {
-            out.push(BatchBuf::new());
-        }
-        d.decode(
-            out.last_mut().unwrap(),
-            Line::Full(line),
-            "bench",
-            i as u64,
-            0,
-        );
-    }
-    out
-}
 
 /// Median ns/event of calling `plugin` over `bs`, 3 runs after a warm-up.
 fn ns_per_event(plugin: &Plugin, bs: &[BatchBuf]) -> f64 {

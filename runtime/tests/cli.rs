@@ -148,14 +148,7 @@ fn config_typos_name_the_key_and_line() {
 #[test]
 fn plugin_run_filters_with_level_filter() {
     let input = b"{\"level\":\"info\",\"n\":1}\n{\"level\":\"ERROR\",\"n\":2}\n{\"level\":\"warn\",\"n\":3}\nnope\n";
-    let out = run(
-        weir()
-            .args(["plugin", "run"])
-            .arg(plugin("level_filter"))
-            .args(["--config", "level=warn"]),
-        input,
-        30,
-    );
+    let out = plugin_run(&plugin("level_filter"), &["level=warn"], &[], input);
     assert!(out.status.success(), "{}", stderr(&out));
     let events = json_lines(&out.stdout);
     let ns: Vec<_> = events.iter().map(|e| e["n"].clone()).collect();
@@ -179,13 +172,7 @@ fn plugin_run_filters_with_level_filter() {
 #[test]
 fn plugin_run_parses_access_logs() {
     let input = b"10.0.0.1 - - [24/Nov/2025:16:00:01 +0000] \"GET /a HTTP/1.1\" 200 5 \"-\" \"curl/8\"\nnot an access line\n";
-    let out = run(
-        weir()
-            .args(["plugin", "run", "--format", "text"])
-            .arg(plugin("parse")),
-        input,
-        30,
-    );
+    let out = plugin_run(&plugin("parse"), &[], &["--format", "text"], input);
     assert!(out.status.success(), "{}", stderr(&out));
     let events = json_lines(&out.stdout);
     assert_eq!(events[0]["status"], 200);
@@ -201,42 +188,21 @@ fn plugin_run_parses_access_logs() {
 #[test]
 fn plugin_run_redacts_and_samples() {
     let input = b"{\"msg\":\"mail a.b@example.org card 5500-0000-0000-0004\",\"auth\":{\"Token\":\"abc\"}}\n";
-    let out = run(
-        weir()
-            .args(["plugin", "run"])
-            .arg(plugin("redact"))
-            .args(["--config", "fields=token"]),
-        input,
-        30,
-    );
+    let out = plugin_run(&plugin("redact"), &["fields=token"], &[], input);
     assert!(out.status.success(), "{}", stderr(&out));
     let e = &json_lines(&out.stdout)[0];
     assert_eq!(e["msg"], "mail [EMAIL] card [CARD]");
     assert_eq!(e["auth"]["Token"], "[REDACTED]");
 
     let input: String = (0..100).map(|i| format!("{{\"i\":{i}}}\n")).collect();
-    let out = run(
-        weir()
-            .args(["plugin", "run"])
-            .arg(plugin("sample"))
-            .args(["--config", "rate=10"]),
-        input.as_bytes(),
-        30,
-    );
+    let out = plugin_run(&plugin("sample"), &["rate=10"], &[], input.as_bytes());
     let kept: Vec<_> = json_lines(&out.stdout)
         .iter()
         .map(|e| e["i"].as_i64().unwrap())
         .collect();
     assert_eq!(kept, (0..100).step_by(10).collect::<Vec<_>>());
 
-    let out = run(
-        weir()
-            .args(["plugin", "run"])
-            .arg(plugin("sample"))
-            .args(["--config", "rate=0"]),
-        b"",
-        30,
-    );
+    let out = plugin_run(&plugin("sample"), &["rate=0"], &[], b"");
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("plugin `sample`")
@@ -275,13 +241,11 @@ fn plugin_new_scaffolds_a_plugin_that_builds_tests_and_runs() {
     assert!(String::from_utf8_lossy(&tested.stdout).contains("test result: ok. 1 passed"));
     cargo(&["build", "--release", "--target", "wasm32-wasip2"]);
     let wasm = target.join("wasm32-wasip2/release/my_filter.wasm");
-    let out = run(
-        weir()
-            .args(["plugin", "run"])
-            .arg(&wasm)
-            .args(["--config", "value=warn"]),
+    let out = plugin_run(
+        &wasm,
+        &["value=warn"],
+        &[],
         b"{\"level\":\"warn\",\"n\":1}\n{\"level\":\"error\",\"n\":2}\n",
-        60,
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let events = json_lines(&out.stdout);
@@ -338,13 +302,11 @@ fn scaffold_round_trip(lang: &str, test: &[&str]) {
     sh(test);
     sh(&["./build.sh"]);
     let wasm = project.join(format!("demo_{lang}.wasm"));
-    let out = run(
-        weir()
-            .args(["plugin", "run"])
-            .arg(&wasm)
-            .args(["--config", "value=warn"]),
+    let out = plugin_run(
+        &wasm,
+        &["value=warn"],
+        &[],
         b"{\"level\":\"warn\",\"n\":1}\n{\"level\":\"error\",\"n\":2}\n",
-        300,
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let events = json_lines(&out.stdout);

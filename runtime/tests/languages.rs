@@ -53,11 +53,7 @@ fn every_language_keeps_exactly_the_same_events() {
     assert_eq!(want.len(), 1002);
     let mut outputs = Vec::new();
     for lang in ["rust", "python", "js", "c"] {
-        let out = run(
-            weir().args(["plugin", "run"]).arg(example(lang)),
-            input.as_bytes(),
-            300,
-        );
+        let out = plugin_run(&example(lang), &[], &[], input.as_bytes());
         assert!(out.status.success(), "{lang}: {}", stderr(&out));
         let got: Vec<i64> = json_lines(&out.stdout)
             .iter()
@@ -77,14 +73,7 @@ fn every_language_keeps_exactly_the_same_events() {
 #[test]
 fn every_language_refuses_a_bad_config_with_its_reason() {
     for lang in ["rust", "python", "js", "c"] {
-        let out = run(
-            weir()
-                .args(["plugin", "run"])
-                .arg(example(lang))
-                .args(["--config", "colour=red"]),
-            b"",
-            300,
-        );
+        let out = plugin_run(&example(lang), &["colour=red"], &[], b"");
         assert!(!out.status.success(), "{lang} accepted an unknown setting");
         let err = stderr(&out);
         assert!(

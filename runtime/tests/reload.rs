@@ -7,6 +7,56 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
 
+/// Numbered JSON lines `{"i": n}` written to weir's stdin as the test goes.
+struct Feed {
+    stdin: Option<std::process::ChildStdin>,
+    next: usize,
+}
+
+impl Feed {
+    fn new(child: &mut std::process::Child) -> Self {
+        Feed {
+            stdin: child.stdin.take(),
+            next: 0,
+        }
+    }
+
+    fn send(&mut self, n: usize) {
+        let lines: String = (self.next..self.next + n)
+            .map(|i| format!("{{\"i\":{i}}}\n"))
+            .collect();
+        self.stdin
+            .as_mut()
+            .expect("open")
+            .write_all(lines.as_bytes())
+            .unwrap();
+        self.next += n;
+    }
+
+    /// Keeps a few events a tick flowing until `cond` holds.
+    fn until(&mut self, what: &str, mut cond: impl FnMut() -> bool) {
+        eventually(30, what, || {
+            self.send(25);
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            cond()
+        });
+    }
+
+    /// Keeps events flowing for about `ms` milliseconds.
+    fn for_ms(&mut self, ms: u64) {
+        for _ in 0..ms / 10 {
+            self.send(25);
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// Closes stdin: the source ends and the pipeline drains.
+    fn close(&mut self) -> usize {
+        self.stdin = None;
+        self.next
+    }
+}
+
 fn versions(out: &Path) -> Vec<(i64, i64)> {
     std::fs::read(out)
         .map(|b| {
@@ -56,45 +106,25 @@ inputs = ["tag"]
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut next = 0;
-    let mut send = |n: usize| {
-        let lines: String = (next..next + n)
-            .map(|i| format!("{{\"i\":{i}}}\n"))
-            .collect();
-        stdin.write_all(lines.as_bytes()).unwrap();
-        next += n;
-    };
-    // Keeps the stream flowing until the newest output shows `version`.
-    let flow_until = |send: &mut dyn FnMut(usize), version: i64| {
-        eventually(30, &format!("version {version} live"), || {
-            send(50);
-            std::thread::sleep(std::time::Duration::from_millis(10));
-            versions(&out_file)
-                .last()
-                .is_some_and(|(_, v)| *v == version)
-        });
-    };
+    let mut feed = Feed::new(&mut child);
+    let last_version = || versions(&out_file).last().map(|(_, v)| *v);
     let atomic_write = |bytes: &[u8]| {
         let tmp = dir.path().join("tag.wasm.tmp");
         std::fs::write(&tmp, bytes).unwrap();
         std::fs::rename(&tmp, &live).unwrap();
     };
 
-    flow_until(&mut send, 1);
+    feed.until("version 1", || last_version() == Some(1));
     atomic_write(&v2); // a deploy by rename
-    flow_until(&mut send, 2);
+    feed.until("version 2", || last_version() == Some(2));
     std::fs::write(&live, &v1).unwrap(); // a write in place
-    flow_until(&mut send, 1);
+    feed.until("version 1 again", || last_version() == Some(1));
     atomic_write(b"not a component"); // a broken build: the old one stays
-    for _ in 0..40 {
-        send(50);
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    feed.for_ms(400);
     atomic_write(&v2);
-    flow_until(&mut send, 2);
-    send(1000);
-    drop(stdin);
+    feed.until("version 2 again", || last_version() == Some(2));
+    feed.send(1000);
+    let next = feed.close();
 
     let out = wait_output(child, 60);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -171,23 +201,8 @@ fn reload_pipeline(watch: bool) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
+    let mut feed = Feed::new(&mut child);
     let out_file = dir.path().join("out.jsonl");
-    let mut next = 0;
-    let mut send = |n: usize| {
-        let lines: String = (next..next + n)
-            .map(|i| format!("{{\"i\":{i}}}\n"))
-            .collect();
-        stdin.write_all(lines.as_bytes()).unwrap();
-        next += n;
-    };
-    let flow_until = |send: &mut dyn FnMut(usize), what: &str, cond: &dyn Fn() -> bool| {
-        eventually(30, what, || {
-            send(25);
-            std::thread::sleep(std::time::Duration::from_millis(10));
-            cond()
-        });
-    };
     let edit = |text: String| {
         std::fs::write(&p, text).unwrap();
         if !watch {
@@ -197,26 +212,23 @@ fn reload_pipeline(watch: bool) {
     let last_version = || versions(&out_file).last().map(|(_, v)| *v);
     let extra = dir.path().join("extra.jsonl");
 
-    flow_until(&mut send, "version 1", &|| last_version() == Some(1));
+    feed.until("version 1", || last_version() == Some(1));
     edit(pipeline_text("v2.wasm", true, false)); // replace a plugin, add a sink
-    flow_until(&mut send, "version 2 and the new sink", &|| {
+    feed.until("version 2 and the new sink", || {
         last_version() == Some(2) && std::fs::metadata(&extra).is_ok_and(|m| m.len() > 0)
     });
     edit(pipeline_text("v1.wasm", true, true)); // a typo: rejected
-    for _ in 0..30 {
-        send(25);
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    feed.for_ms(300);
     let extra_len = || std::fs::metadata(&extra).map(|m| m.len()).unwrap_or(0);
     edit(pipeline_text("v2.wasm", false, false)); // remove the sink
-    let before = std::cell::Cell::new(extra_len());
-    flow_until(&mut send, "the removed sink to stop growing", &|| {
+    let mut before = extra_len();
+    feed.until("the removed sink to stop growing", || {
         std::thread::sleep(std::time::Duration::from_millis(300));
         let now = extra_len();
-        now == before.replace(now)
+        std::mem::replace(&mut before, now) == now
     });
-    send(500);
-    drop(stdin);
+    feed.send(500);
+    let next = feed.close();
 
     let out = wait_output(child, 60);
     let err = stderr(&out);

@@ -316,7 +316,8 @@ const JS_PACKAGE: &str = r#"{
     "build": "./build.sh"
   },
   "devDependencies": {
-    "@bytecodealliance/componentize-js": "0.23.0"
+    "@bytecodealliance/componentize-js": "0.23.0",
+    "@bytecodealliance/preview2-shim": "0.25.0"
   }
 }
 "#;

@@ -68,6 +68,16 @@ pub fn wait_output(mut child: Child, secs: u64) -> Output {
     }
 }
 
+/// `weir plugin run PLUGIN [--config KEY=VALUE]... [EXTRA]...` over `input`.
+pub fn plugin_run(plugin: &Path, config: &[&str], extra: &[&str], input: &[u8]) -> Output {
+    let mut cmd = weir();
+    cmd.args(["plugin", "run"]).arg(plugin).args(extra);
+    for kv in config {
+        cmd.args(["--config", kv]);
+    }
+    run(&mut cmd, input, 300)
+}
+
 /// Waits until `cond` holds, failing the test after `secs`.
 pub fn eventually(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
