@@ -68,6 +68,12 @@ fn quickstart_filters_parses_and_redacts_the_sample() {
     assert!(errors
         .iter()
         .any(|e| e.starts_with("plugin `access_fields`: not an access log line")));
+    // What redact masked, from its own counters (host `counter-add`).
+    assert!(
+        stderr(&out).contains("[plugin counters: cards=1 emails=2 fields=2 ips=6]"),
+        "{}",
+        stderr(&out)
+    );
     assert!(
         stderr(&out).contains("console: 20 in, 20 out"),
         "{}",

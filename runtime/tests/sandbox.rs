@@ -169,7 +169,7 @@ fn per_event_errors_follow_on_error() {
 }
 
 #[test]
-fn plugins_cannot_read_files_or_open_sockets() {
+fn plugins_reach_files_and_sockets_only_when_granted() {
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("secret.txt");
     std::fs::write(&secret, "s3cret").unwrap();
@@ -197,4 +197,39 @@ fn plugins_cannot_read_files_or_open_sockets() {
         matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
         "a plugin connected"
     );
+
+    // What the pipeline grants, the plugin gets: a directory to read, an
+    // address to connect to (the probe reports success as a breach).
+    let probe = format!(
+        "config = {{ mode = \"probe\", path = \"{}\", addr = \"{addr}\" }}",
+        secret.display()
+    );
+    let (out, _, _) = run_hostile(
+        &numbered(1, |_| ""),
+        &format!("{probe}\nallow_read = [\"{}\"]", dir.path().display()),
+        "",
+    );
+    assert!(
+        out[0]["_error"]
+            .as_str()
+            .unwrap()
+            .contains("sandbox breach: read"),
+        "{}",
+        out[0]
+    );
+    let (out, _, _) = run_hostile(
+        &numbered(1, |_| ""),
+        &format!("{probe}\nallow_connect = [\"{addr}\"]"),
+        "",
+    );
+    assert!(
+        out[0]["_error"]
+            .as_str()
+            .unwrap()
+            .contains("sandbox breach: connected"),
+        "{}",
+        out[0]
+    );
+    listener.set_nonblocking(false).unwrap();
+    assert!(listener.accept().is_ok(), "the granted connection arrived");
 }

@@ -156,6 +156,15 @@ fn print_summary(stats: &[(String, Arc<Stats>)]) {
             if dropped > 0 {
                 line.push_str(&format!(", {dropped} dropped on error"));
             }
+            if let Some(c) = s
+                .plugin_counters
+                .get()
+                .map(|c| c.snapshot())
+                .filter(|c| !c.is_empty())
+            {
+                let c: Vec<String> = c.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                line.push_str(&format!(" [plugin counters: {}]", c.join(" ")));
+            }
             let reasons = s.reasons();
             if !reasons.is_empty() {
                 let r: Vec<String> = reasons.iter().map(|(k, v)| format!("{k}={v}")).collect();

@@ -170,6 +170,14 @@ pub struct WasmTransform {
     /// Longest one batch may run in the plugin before it is stopped.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Directories the plugin may read (read-only, at the same path).
+    /// Nothing by default.
+    #[serde(default)]
+    pub allow_read: Vec<PathBuf>,
+    /// `host:port` addresses the plugin may connect to over TCP. Nothing by
+    /// default.
+    #[serde(default)]
+    pub allow_connect: Vec<String>,
 }
 
 fn default_timeout_ms() -> u64 {

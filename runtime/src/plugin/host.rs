@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 /// Counters a plugin keeps through `counter-add`, shared by its instances.
 #[derive(Debug, Default)]
@@ -38,17 +39,33 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(plugin: &super::Plugin) -> Self {
+    pub fn new(plugin: &super::Plugin) -> Result<Self> {
         // Guests built for wasm32-wasip2 import WASI even when they use none
-        // of it; link it with nothing granted. Plugin stderr (panic messages)
-        // goes to weir's stderr; stdout is closed so it cannot corrupt output.
-        let wasi = WasiCtx::builder()
-            .inherit_stderr()
-            .allow_tcp(false)
+        // of it; link it with nothing granted but what the pipeline names.
+        // Plugin stderr (panic messages) goes to weir's stderr; stdout is
+        // closed so it cannot corrupt output.
+        let mut b = WasiCtx::builder();
+        b.inherit_stderr()
             .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
-        HostState {
+            .allow_ip_name_lookup(false);
+        for dir in &plugin.limits.read_dirs {
+            let guest = dir.to_string_lossy();
+            b.preopened_dir(dir, guest, FsPerms::ReadOnly)
+                .map_err(|e| anyhow::anyhow!("allow_read: cannot open {}: {e}", dir.display()))?;
+        }
+        let connect = plugin.limits.connect.clone();
+        b.allow_tcp(!connect.is_empty());
+        b.socket_addr_check(move |addr, use_| {
+            let ok = match use_ {
+                SocketAddrUse::TcpConnect => connect.contains(&addr),
+                // The implicit bind a connect performs first.
+                SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
+                _ => false,
+            };
+            Box::pin(async move { ok })
+        });
+        let wasi = b.build();
+        Ok(HostState {
             plugin: plugin.name.clone(),
             counters: plugin.counters.clone(),
             limits: StoreLimitsBuilder::new()
@@ -57,7 +74,7 @@ impl HostState {
                 .build(),
             wasi,
             table: ResourceTable::new(),
-        }
+        })
     }
 }
 

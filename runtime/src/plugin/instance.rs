@@ -93,7 +93,7 @@ impl Failure {
 
 impl Instance {
     pub(super) fn new(plugin: &Plugin) -> Result<Self> {
-        let mut store = Store::new(&plugin.engine.engine, HostState::new(plugin));
+        let mut store = Store::new(&plugin.engine.engine, HostState::new(plugin)?);
         store.limiter(|s| &mut s.limits);
         let metering = plugin.engine.metering;
         match metering {

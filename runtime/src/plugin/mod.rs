@@ -45,6 +45,10 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Longest one call may run; past it the call traps as a timeout.
     pub timeout: Duration,
+    /// Directories the plugin may read, mounted read-only at the same path.
+    pub read_dirs: Vec<PathBuf>,
+    /// Addresses the plugin may open TCP connections to.
+    pub connect: Vec<std::net::SocketAddr>,
 }
 
 impl Default for Limits {
@@ -52,6 +56,8 @@ impl Default for Limits {
         Limits {
             memory_bytes: 256 << 20,
             timeout: Duration::from_secs(1),
+            read_dirs: Vec::new(),
+            connect: Vec::new(),
         }
     }
 }

@@ -228,9 +228,23 @@ fn build_against(
             ));
             continue;
         }
+        let mut connect = Vec::new();
+        for a in &w.allow_connect {
+            match std::net::ToSocketAddrs::to_socket_addrs(a) {
+                Ok(addrs) => connect.extend(addrs),
+                Err(e) => problems.push(p.problem(
+                    "transforms",
+                    name,
+                    Some("allow_connect"),
+                    format!("`{a}` is not a host:port address: {e}"),
+                )),
+            }
+        }
         let limits = Limits {
             memory_bytes: w.memory_limit_mb.saturating_mul(1 << 20),
             timeout: std::time::Duration::from_millis(w.timeout_ms.max(1)),
+            read_dirs: w.allow_read.iter().map(|d| p.resolve(d)).collect(),
+            connect,
         };
         let plugin = match engine.load(name, &path, t.plugin_config(), limits) {
             Ok(plugin) => plugin,
@@ -239,6 +253,7 @@ fn build_against(
                 continue;
             }
         };
+        let _ = out.stats.plugin_counters.set(plugin.counters.clone());
         let workers = w.workers.max(1);
         let (watch, mut swaps) = Watched::new(&plugin, workers, out.stats.clone());
         if f.settings.watch_plugins {

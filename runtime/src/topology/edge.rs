@@ -22,6 +22,8 @@ pub struct Stats {
     pub dropped: AtomicU64,
     /// Failures by reason (`timeout`, `memory`, `trap`, `event_error`, ...).
     reasons: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// The counters a plugin keeps through `counter-add`.
+    pub plugin_counters: std::sync::OnceLock<Arc<crate::plugin::Counters>>,
 }
 
 impl Stats {
