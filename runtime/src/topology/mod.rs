@@ -5,6 +5,8 @@
 //! async executor and make each component's pace visible to its neighbours
 //! through the channels alone. Shutdown flows with the data: sources stop,
 //! drop their senders, and each component ends when its input is drained.
+//! Reloads use the same rule: a replaced component's queue closes once its
+//! producers are rewired, and it ends when that queue is drained.
 
 mod build;
 mod edge;
