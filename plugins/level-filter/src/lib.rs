@@ -17,7 +17,15 @@ use weir_sdk::{export_filter, Config, Event, Filter, Result, Value};
 
 /// Severity rank: higher is more severe.
 fn rank(level: &str) -> Option<u8> {
-    let l = level.trim();
+    // The spellings almost every logger writes, without normalising.
+    match level {
+        "info" => return Some(2),
+        "warn" => return Some(4),
+        "error" => return Some(5),
+        "debug" => return Some(1),
+        _ => {}
+    }
+    let l = level.trim_ascii();
     let r = match l.len() {
         0..=9 => {
             let mut buf = [0u8; 9];
