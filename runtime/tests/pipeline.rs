@@ -350,3 +350,31 @@ inputs = ["sampled", "in"]
         assert!(in_b.binary_search(m).is_ok(), "{m} missing from b");
     }
 }
+
+#[test]
+fn batch_timeout_holds_a_partial_batch_until_it_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        dir.path(),
+        "[settings]\nbatch_timeout_ms = 60000\n\n[sources.in]\ntype = \"stdin\"\n\n[sinks.out]\ntype = \"file\"\npath = \"out.jsonl\"\ninputs = [\"in\"]\n",
+    );
+    let mut child = weir()
+        .args(["run", "-c"])
+        .arg(&p)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"{\"n\":1}\n{\"n\":2}\n").unwrap();
+    stdin.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let out_file = dir.path().join("out.jsonl");
+    let early = std::fs::read(&out_file).map(|b| b.len()).unwrap_or(0);
+    assert_eq!(early, 0, "a partial batch was sent before batch_timeout_ms");
+    drop(stdin); // end of input flushes what is held
+    let out = wait_output(child, 30);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json_lines(&std::fs::read(&out_file).unwrap()).len(), 2);
+}

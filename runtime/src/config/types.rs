@@ -29,7 +29,8 @@ pub struct PipelineFile {
 pub struct Settings {
     /// Most events a source puts in one batch.
     pub batch_size: usize,
-    /// A source sends a partial batch after this long without filling one.
+    /// A source that is waiting for input sends what it has after this long
+    /// (files and the generator send as soon as they would wait).
     pub batch_timeout_ms: u64,
     /// Batches each component's input queue holds before its producers wait.
     pub channel_capacity: usize,

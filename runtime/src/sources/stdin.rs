@@ -8,7 +8,13 @@ use std::io::Read;
 use std::sync::mpsc;
 use std::time::Duration;
 
-pub fn run(name: &str, cfg: &StdinSource, mut out: Batcher, shutdown: Shutdown) {
+pub fn run(
+    name: &str,
+    cfg: &StdinSource,
+    mut out: Batcher,
+    flush_after: Duration,
+    shutdown: Shutdown,
+) {
     let decoder = Decoder::new(cfg.format, &cfg.timestamp_field, cfg.max_line_bytes);
     let mut reader = LineReader::new(decoder, "stdin".into());
     // A blocked read cannot be interrupted, so reading happens on a helper
@@ -41,7 +47,7 @@ pub fn run(name: &str, cfg: &StdinSource, mut out: Batcher, shutdown: Shutdown) 
         if shutdown.is_triggered() {
             break;
         }
-        match rx.recv_timeout(Duration::from_millis(100)) {
+        match rx.recv_timeout(flush_after) {
             Ok(Ok(chunk)) => {
                 if reader.feed(&chunk, &mut out).is_err() {
                     return;

@@ -192,7 +192,9 @@ fn build_against(
                 Box::new(move || sources::file::run(&n, &cfg, &path, batcher, sd))
             }
             SourceConfig::Stdin(cfg) => {
-                Box::new(move || sources::stdin::run(&n, &cfg, batcher, sd))
+                let flush_after =
+                    std::time::Duration::from_millis(f.settings.batch_timeout_ms.max(1));
+                Box::new(move || sources::stdin::run(&n, &cfg, batcher, flush_after, sd))
             }
             SourceConfig::Generator(cfg) => {
                 Box::new(move || sources::generator::run(&n, &cfg, batcher, batch_size, sd))
