@@ -4,7 +4,6 @@ mod common;
 
 use common::*;
 use std::io::Write;
-use std::process::Stdio;
 
 #[test]
 fn quickstart_filters_parses_and_redacts_the_sample() {
@@ -194,13 +193,7 @@ path = "out.jsonl"
 inputs = ["all"]
 "#,
     );
-    let child = weir()
-        .args(["run", "-c"])
-        .arg(&p)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = start(&p, &[]);
     let out_file = dir.path().join("out.jsonl");
     eventually(30, "events in the sink", || {
         std::fs::metadata(&out_file)
@@ -249,13 +242,7 @@ path = "out.jsonl"
 inputs = ["app"]
 "#,
     );
-    let child = weir()
-        .args(["run", "-c"])
-        .arg(&p)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = start(&p, &[]);
     let out_file = dir.path().join("out.jsonl");
     let count = || {
         std::fs::read_to_string(&out_file)
@@ -358,14 +345,7 @@ fn batch_timeout_holds_a_partial_batch_until_it_expires() {
         dir.path(),
         "[settings]\nbatch_timeout_ms = 60000\n\n[sources.in]\ntype = \"stdin\"\n\n[sinks.out]\ntype = \"file\"\npath = \"out.jsonl\"\ninputs = [\"in\"]\n",
     );
-    let mut child = weir()
-        .args(["run", "-c"])
-        .arg(&p)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = start(&p, &[]);
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"{\"n\":1}\n{\"n\":2}\n").unwrap();
     stdin.flush().unwrap();

@@ -5,7 +5,6 @@ mod common;
 use common::*;
 use std::io::Write;
 use std::path::Path;
-use std::process::Stdio;
 
 /// Numbered JSON lines `{"i": n}` written to weir's stdin as the test goes.
 struct Feed {
@@ -98,14 +97,7 @@ inputs = ["tag"]
 "#,
     );
     let out_file = dir.path().join("out.jsonl");
-    let mut child = weir()
-        .args(["run", "-c"])
-        .arg(&p)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = start(&p, &[]);
     let mut feed = Feed::new(&mut child);
     let last_version = || versions(&out_file).last().map(|(_, v)| *v);
     let atomic_write = |bytes: &[u8]| {
@@ -190,17 +182,7 @@ fn reload_pipeline(watch: bool) {
     std::fs::copy(plugin("hostile_v2"), dir.path().join("v2.wasm")).unwrap();
     let p = dir.path().join("pipeline.toml");
     std::fs::write(&p, pipeline_text("v1.wasm", false, false)).unwrap();
-    let mut cmd = weir();
-    cmd.args(["run", "-c"]).arg(&p);
-    if watch {
-        cmd.arg("--watch");
-    }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = start(&p, if watch { &["--watch"] } else { &[] });
     let mut feed = Feed::new(&mut child);
     let out_file = dir.path().join("out.jsonl");
     let edit = |text: String| {

@@ -121,6 +121,21 @@ pub fn numbered(n: usize, extra: impl Fn(usize) -> &'static str) -> String {
         .collect()
 }
 
+/// Starts `weir run -c PIPELINE [EXTRA]...` in the background: stdin piped
+/// for the test to feed, stderr kept for the summary, events in the
+/// pipeline's own sinks.
+pub fn start(pipeline: &Path, extra: &[&str]) -> Child {
+    weir()
+        .args(["run", "-c"])
+        .arg(pipeline)
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn weir")
+}
+
 pub fn signal(child: &Child, sig: i32) {
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(child.id() as i32, sig) };
