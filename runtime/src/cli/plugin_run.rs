@@ -1,12 +1,12 @@
 //! `weir plugin run`: one plugin over events from stdin, for trying it out.
 
-use crate::codec::{json_encode, Decoder, Format, Line, DEFAULT_MAX_LINE_BYTES};
+use crate::codec::{json_encode, Decoder, Format, Line, LineSplitter, DEFAULT_MAX_LINE_BYTES};
 use crate::config::OnError;
 use crate::plugin::{Limits, PluginEngine};
 use crate::topology::Stats;
 use crate::transforms::wasm::Worker;
 use anyhow::{bail, Context, Result};
-use std::io::{BufRead, Write};
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use weir_layout::BatchBuf;
@@ -38,10 +38,11 @@ pub fn run(path: &Path, config: &[String], format: &str) -> Result<ExitCode> {
     let stats = Stats::default();
 
     let mut decoder = Decoder::new(format, "timestamp", DEFAULT_MAX_LINE_BYTES);
-    let stdin = std::io::stdin().lock();
+    let mut lines = LineSplitter::new(DEFAULT_MAX_LINE_BYTES);
+    let mut stdin = std::io::stdin().lock();
     let mut out = std::io::stdout().lock();
     let mut batch = BatchBuf::new();
-    let (mut seen, mut emitted) = (0usize, 0usize);
+    let (mut seen, mut emitted, mut line_no) = (0usize, 0usize, 0u64);
     let now = crate::codec::timestamp::now_ns();
     let mut flush = |batch: BatchBuf, out: &mut dyn Write| -> Result<usize> {
         let result = worker.process(batch, &stats).out;
@@ -53,33 +54,43 @@ pub fn run(path: &Path, config: &[String], format: &str) -> Result<ExitCode> {
         out.write_all(&buf)?;
         Ok(result.len())
     };
-    for (i, line) in stdin.split(b'\n').enumerate() {
-        let line = line.context("reading stdin")?;
-        let line = line.strip_suffix(b"\r").unwrap_or(&line);
-        if line.is_empty() {
-            continue;
+    // Blank lines are skipped here (they are not events to try a plugin on).
+    let mut on_line = |line: Line<'_>, batch: &mut BatchBuf, out: &mut dyn Write| -> Result<()> {
+        line_no += 1;
+        if line == Line::Full(b"") {
+            return Ok(());
         }
-        let capped = if line.len() > DEFAULT_MAX_LINE_BYTES {
-            Line::Truncated {
-                head: &line[..DEFAULT_MAX_LINE_BYTES],
-                len: line.len(),
-            }
-        } else {
-            Line::Full(line)
-        };
-        decoder.decode(&mut batch, capped, "stdin", i as u64 + 1, now);
+        decoder.decode(batch, line, "stdin", line_no, now);
         seen += 1;
         if batch.len() >= BATCH {
-            emitted += flush(std::mem::take(&mut batch), &mut out)?;
+            emitted += flush(std::mem::take(batch), out)?;
+        }
+        Ok(())
+    };
+    loop {
+        let n = match stdin.read(lines.spare()) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => r.context("reading stdin")?,
+        };
+        lines.filled(n);
+        while let Some(line) = lines.next_line() {
+            on_line(line, &mut batch, &mut out)?;
+        }
+        if n == 0 {
+            if let Some(line) = lines.finish() {
+                on_line(line, &mut batch, &mut out)?;
+            }
+            break;
         }
     }
+    let errors = decoder.errors;
     emitted += flush(batch, &mut out)?;
     out.flush()?;
     eprintln!(
         "{name} ({}): {seen} events in, {emitted} out, {} failed in the plugin, {} could not be decoded",
         kind.as_str(),
         Stats::get(&stats.errors),
-        decoder.errors
+        errors
     );
     Ok(ExitCode::SUCCESS)
 }
