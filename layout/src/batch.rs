@@ -422,6 +422,32 @@ mod tests {
     }
 
     #[test]
+    fn strings_are_checked_whether_ascii_or_not() {
+        let mut b = BatchBuf::new();
+        let long = "é".repeat(40);
+        b.log(0)
+            .field("a", "plain")
+            .field("b", "naïve")
+            .field("c", long.as_str())
+            .finish()
+            .unwrap();
+        let e = b.get(0).unwrap();
+        assert_eq!(e.get_str("b"), Some("naïve"));
+        assert_eq!(e.get_str("c"), Some(long.as_str()));
+        // Break the `ï` of "naïve" (a short, non-ASCII value).
+        let mut bad = b.as_bytes().to_vec();
+        let at = bad.windows(2).position(|w| w == "ï".as_bytes()).unwrap();
+        bad[at] = 0xff;
+        assert!(matches!(
+            BatchBuf::from_bytes(bad.clone()),
+            Err(LayoutError::BadUtf8 { .. })
+        ));
+        let view = crate::BatchView::new(&bad).unwrap();
+        let e = view.iter().next().unwrap().unwrap();
+        assert_eq!((e.get_str("a"), e.get_str("b")), (Some("plain"), None));
+    }
+
+    #[test]
     fn split_off_and_append_keep_every_event_once() {
         let mut a = sample();
         let tail = a.split_off(7);

@@ -39,7 +39,14 @@ read_le!(f64_at, f64, 8);
 
 #[inline]
 fn str_at(b: &[u8], at: usize, len: usize) -> Result<&str> {
-    std::str::from_utf8(bytes_at(b, at, len)?).map_err(|_| LayoutError::BadUtf8 { at })
+    let bytes = bytes_at(b, at, len)?;
+    // Most values are short ASCII: an inlined check beats a call to the
+    // general validator, above all in a Wasm guest (no SIMD, costly calls).
+    if bytes.len() <= 32 && bytes.iter().all(u8::is_ascii) {
+        // SAFETY: ASCII bytes are valid UTF-8.
+        return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+    }
+    std::str::from_utf8(bytes).map_err(|_| LayoutError::BadUtf8 { at })
 }
 
 /// A key: u16 length and UTF-8 bytes. Returns the raw bytes and the next position.
@@ -168,6 +175,7 @@ impl<'a> Value<'a> {
 }
 
 /// Reads the value at `at`; returns it and the position after it.
+#[inline]
 pub(crate) fn value_at(b: &[u8], at: usize) -> Result<(Value<'_>, usize)> {
     let t = u8_at(b, at)?;
     let p = at + 1;
@@ -335,6 +343,7 @@ const EVENT_PREFIX: usize = 9;
 
 impl<'a> EventView<'a> {
     /// Reads one event body (without its length prefix).
+    #[inline]
     pub fn parse(raw: &'a [u8]) -> Result<Self> {
         let k = u8_at(raw, 0)?;
         let kind = EventKind::from_u8(k).ok_or(LayoutError::BadTag { at: 0, tag: k })?;
@@ -371,6 +380,7 @@ impl<'a> EventView<'a> {
     }
 
     /// The fields of a log event as an object value.
+    #[inline]
     pub fn object(&self) -> Option<Object<'a>> {
         if self.kind != EventKind::Log {
             return None;
@@ -631,6 +641,7 @@ pub struct EventIter<'a> {
 impl<'a> Iterator for EventIter<'a> {
     type Item = Result<EventView<'a>>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.left == 0 {
             return None;
