@@ -104,20 +104,21 @@ fn main() {
             }
         }
     };
-    // Wasm and native alternate, and the ratio is the median of each pair's:
-    // this machine's speed drifts by 20-40 % between seconds, and a ratio of
-    // two runs taken apart measures the drift as much as the code.
+    // Wasm and native alternate pass by pass, and the ratio is the median of
+    // each pair's: this machine's speed drifts by 20-40 % between seconds,
+    // and a ratio of two runs taken apart measures the drift as much as the
+    // code.
     let mut pairs: Vec<(f64, f64)> = (0..2 * RUNS + 1)
         .map(|_| {
-            let w = cpu_secs(|| call(&mut instance, &b1024));
-            let n = cpu_secs(|| {
-                for b in &b1024 {
-                    std::hint::black_box(
-                        weir_sdk::__private::filter_batch(&mut native, b.as_bytes()).unwrap(),
-                    );
-                }
-            });
-            (w, n)
+            let start = cpu_now();
+            call(&mut instance, &b1024);
+            let mid = cpu_now();
+            for b in &b1024 {
+                std::hint::black_box(
+                    weir_sdk::__private::filter_batch(&mut native, b.as_bytes()).unwrap(),
+                );
+            }
+            (mid - start, cpu_now() - mid)
         })
         .collect();
     pairs.sort_by(|a, b| (a.0 / a.1).total_cmp(&(b.0 / b.1)));
