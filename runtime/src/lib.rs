@@ -15,11 +15,13 @@
 //! running.wait();
 //! ```
 
+pub mod api;
 pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod plugin;
 pub mod sinks;
 pub mod sources;
+pub mod sql;
 pub mod topology;
 pub mod transforms;

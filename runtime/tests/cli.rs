@@ -32,7 +32,8 @@ fn validate_accepts_the_quickstart() {
         60,
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (2 sources, 3 transforms, 1 sinks)"));
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("ok (2 sources, 3 transforms, 1 queries, 2 sinks)"));
 }
 
 #[test]

@@ -33,7 +33,7 @@ fn quickstart_filters_parses_and_redacts_the_sample() {
     // Only warnings and errors of the app log; access lines parsed.
     let app: Vec<_> = events
         .iter()
-        .filter(|e| e.get("service").is_some())
+        .filter(|e| e.get("service").is_some() && e.get("window_start").is_none())
         .collect();
     assert!(!app.is_empty());
     assert!(
@@ -78,6 +78,38 @@ fn quickstart_filters_parses_and_redacts_the_sample() {
         "{}",
         stderr(&out)
     );
+
+    // The SQL rollup: one row per service for the sample's one minute,
+    // counted from the sample independently.
+    let mut rollups: Vec<(String, i64, i64)> = events
+        .iter()
+        .filter(|e| e.get("window_start").is_some())
+        .map(|e| {
+            assert_eq!(e["window_start"], "2025-11-24T16:00:00.000Z", "{e}");
+            let p99 = e["p99_ms"].as_f64().unwrap();
+            assert!(p99 > 0.0 && p99 < 10_000.0, "{e}");
+            let svc = e["service"].as_str().unwrap().to_string();
+            (
+                svc,
+                e["events"].as_i64().unwrap(),
+                e["errors"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    rollups.sort();
+    let mut want: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
+    for line in sample.lines() {
+        let Ok(e) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let w = want
+            .entry(e["service"].as_str().unwrap().to_string())
+            .or_default();
+        w.0 += 1;
+        w.1 += i64::from(e["level"] == "error");
+    }
+    let want: Vec<(String, i64, i64)> = want.into_iter().map(|(k, (n, e))| (k, n, e)).collect();
+    assert_eq!(rollups, want);
 }
 
 #[test]

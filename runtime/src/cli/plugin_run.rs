@@ -1,12 +1,12 @@
 //! `weir plugin run`: one plugin over events from stdin, for trying it out.
 
-use crate::codec::{json_encode, Decoder, Format, Line, LineSplitter, DEFAULT_MAX_LINE_BYTES};
+use crate::codec::{for_each_line, json_encode, Decoder, Format, Line, DEFAULT_MAX_LINE_BYTES};
 use crate::config::OnError;
 use crate::plugin::{Limits, PluginEngine};
 use crate::topology::Stats;
 use crate::transforms::wasm::Worker;
 use anyhow::{bail, Context, Result};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use weir_layout::BatchBuf;
@@ -14,11 +14,7 @@ use weir_layout::BatchBuf;
 const BATCH: usize = 1024;
 
 pub fn run(path: &Path, config: &[String], format: &str) -> Result<ExitCode> {
-    let format = match format {
-        "json" => Format::Json,
-        "text" => Format::Text,
-        other => bail!("--format: `{other}` is not json or text"),
-    };
+    let format = Format::parse(format)?;
     let config = config
         .iter()
         .map(|kv| match kv.split_once('=') {
@@ -38,11 +34,9 @@ pub fn run(path: &Path, config: &[String], format: &str) -> Result<ExitCode> {
     let stats = Stats::default();
 
     let mut decoder = Decoder::new(format, "timestamp", DEFAULT_MAX_LINE_BYTES);
-    let mut lines = LineSplitter::new(DEFAULT_MAX_LINE_BYTES);
-    let mut stdin = std::io::stdin().lock();
     let mut out = std::io::stdout().lock();
     let mut batch = BatchBuf::new();
-    let (mut seen, mut emitted, mut line_no) = (0usize, 0usize, 0u64);
+    let (mut seen, mut emitted) = (0usize, 0usize);
     let now = crate::codec::timestamp::now_ns();
     let mut flush = |batch: BatchBuf, out: &mut dyn Write| -> Result<usize> {
         let result = worker.process(batch, &stats).out;
@@ -54,35 +48,24 @@ pub fn run(path: &Path, config: &[String], format: &str) -> Result<ExitCode> {
         out.write_all(&buf)?;
         Ok(result.len())
     };
-    // Blank lines are skipped here (they are not events to try a plugin on).
-    let mut on_line = |line: Line<'_>, batch: &mut BatchBuf, out: &mut dyn Write| -> Result<()> {
-        line_no += 1;
-        if line == Line::Full(b"") {
-            return Ok(());
-        }
-        decoder.decode(batch, line, "stdin", line_no, now);
-        seen += 1;
-        if batch.len() >= BATCH {
-            emitted += flush(std::mem::take(batch), out)?;
-        }
-        Ok(())
-    };
-    loop {
-        let n = match stdin.read(lines.spare()) {
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            r => r.context("reading stdin")?,
-        };
-        lines.filled(n);
-        while let Some(line) = lines.next_line() {
-            on_line(line, &mut batch, &mut out)?;
-        }
-        if n == 0 {
-            if let Some(line) = lines.finish() {
-                on_line(line, &mut batch, &mut out)?;
+    let stdin = std::io::stdin().lock();
+    for_each_line(
+        stdin,
+        DEFAULT_MAX_LINE_BYTES,
+        |line, line_no| -> Result<()> {
+            // Blank lines are skipped here (they are not events to try a plugin on).
+            if line == Line::Full(b"") {
+                return Ok(());
             }
-            break;
-        }
-    }
+            decoder.decode(&mut batch, line, "stdin", line_no, now);
+            seen += 1;
+            if batch.len() >= BATCH {
+                emitted += flush(std::mem::take(&mut batch), &mut out)?;
+            }
+            Ok(())
+        },
+    )
+    .context("reading stdin")?;
     let errors = decoder.errors;
     emitted += flush(batch, &mut out)?;
     out.flush()?;

@@ -35,10 +35,11 @@ pub fn validate(path: &Path) -> Result<ExitCode> {
         Ok(_) => {
             let f = &p.file;
             println!(
-                "{}: ok ({} sources, {} transforms, {} sinks)",
+                "{}: ok ({} sources, {} transforms, {} queries, {} sinks)",
                 path.display(),
                 f.sources.len(),
                 f.transforms.len(),
+                f.queries.len(),
                 f.sinks.len()
             );
             Ok(ExitCode::SUCCESS)
@@ -58,6 +59,10 @@ pub fn run(path: &Path, watch: bool) -> Result<ExitCode> {
         Err(problems) => return Ok(report(&problems)),
     };
     let mut running = built.start();
+    let outputs: crate::api::Outputs = Arc::new(std::sync::RwLock::new(running.outputs()));
+    if let Some(api) = &p.file.api {
+        crate::api::start(&api.address, outputs.clone())?;
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -80,12 +85,12 @@ pub fn run(path: &Path, watch: bool) -> Result<ExitCode> {
                         return anyhow::Ok(());
                     }
                 }
-                _ = hup.recv() => reload(path, &mut running, &engine, "SIGHUP"),
+                _ = hup.recv() => reload(path, &mut running, &engine, &outputs, "SIGHUP"),
                 Some(()) = changed.recv() => {
                     // An editor's save is several events: let it settle.
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     while changed.try_recv().is_ok() {}
-                    reload(path, &mut running, &engine, "a change to the file");
+                    reload(path, &mut running, &engine, &outputs, "a change to the file");
                 }
                 _ = tokio::signal::ctrl_c() => signals += 1,
                 _ = term.recv() => signals += 1,
@@ -107,8 +112,17 @@ pub fn run(path: &Path, watch: bool) -> Result<ExitCode> {
 }
 
 /// Reloads the pipeline file into the running pipeline, or says why not.
-fn reload(path: &Path, running: &mut topology::Running, engine: &PluginEngine, why: &str) {
+fn reload(
+    path: &Path,
+    running: &mut topology::Running,
+    engine: &PluginEngine,
+    outputs: &crate::api::Outputs,
+    why: &str,
+) {
     let result = Pipeline::load(path).and_then(|p| running.reload(&p, engine));
+    if result.is_ok() {
+        *outputs.write().unwrap_or_else(|e| e.into_inner()) = running.outputs();
+    }
     match result {
         Ok(c) => tracing::info!(
             "pipeline reloaded after {why}: added {:?}, replaced {:?}, removed {:?}, {} kept running",

@@ -111,6 +111,35 @@ fn trim_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
+/// Reads `input` to its end and calls `f` with each line and its number
+/// (from 1), for commands that read a whole stream (`weir sql`, `weir plugin
+/// run`). Sources use [`LineSplitter`] directly, as their input arrives.
+pub fn for_each_line<E: From<std::io::Error>>(
+    mut input: impl std::io::Read,
+    max_line_bytes: usize,
+    mut f: impl FnMut(Line<'_>, u64) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut lines = LineSplitter::new(max_line_bytes);
+    let mut line_no = 0;
+    loop {
+        let n = match input.read(lines.spare()) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => r?,
+        };
+        lines.filled(n);
+        while let Some(line) = lines.next_line() {
+            line_no += 1;
+            f(line, line_no)?;
+        }
+        if n == 0 {
+            if let Some(line) = lines.finish() {
+                f(line, line_no + 1)?;
+            }
+            return Ok(());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

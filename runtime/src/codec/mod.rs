@@ -6,7 +6,7 @@ pub mod lines;
 pub mod timestamp;
 
 pub use json_decode::decode_object;
-pub use lines::{Line, LineSplitter};
+pub use lines::{for_each_line, Line, LineSplitter};
 
 use serde::Deserialize;
 use weir_layout::BatchBuf;
@@ -20,6 +20,17 @@ pub enum Format {
     Json,
     /// Each line is the `message` field.
     Text,
+}
+
+impl Format {
+    /// `json` or `text`, as the command line spells them.
+    pub fn parse(name: &str) -> anyhow::Result<Format> {
+        match name {
+            "json" => Ok(Format::Json),
+            "text" => Ok(Format::Text),
+            other => anyhow::bail!("--format: `{other}` is not json or text"),
+        }
+    }
 }
 
 /// Default cap on a line, as in Vector (`max_line_bytes`).
@@ -79,6 +90,11 @@ impl Decoder {
                 Line::Truncated { head, .. } => head,
             };
             let reason = format!("{origin}:{line_no}: {reason}");
+            // The time of the event before it, where there is one: an
+            // undecodable line sits where it sits in the stream, and
+            // arrival time would jump event time ahead of a replayed file.
+            let at = batch.len().checked_sub(1).and_then(|i| batch.get(i));
+            let time = at.map_or(now, |e| e.timestamp());
             if self.errors <= 10 || self.errors.is_power_of_two() {
                 tracing::warn!(
                     "{reason} (event kept with `_error`; {} so far)",
@@ -86,7 +102,7 @@ impl Decoder {
                 );
             }
             let _ = batch
-                .log(now)
+                .log(time)
                 .field("message", &*String::from_utf8_lossy(raw))
                 .field("_error", reason.as_str())
                 .finish();
@@ -97,6 +113,26 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_undecodable_line_keeps_the_time_of_the_event_before_it() {
+        let mut d = Decoder::new(Format::Json, "timestamp", 1024);
+        let mut b = BatchBuf::new();
+        d.decode(&mut b, Line::Full(b"{oops"), "a.log", 1, 7);
+        d.decode(
+            &mut b,
+            Line::Full(br#"{"timestamp":1700000000}"#),
+            "a.log",
+            2,
+            7,
+        );
+        d.decode(&mut b, Line::Full(b"{oops"), "a.log", 3, 7);
+        let times: Vec<i64> = b.iter().map(|e| e.timestamp()).collect();
+        assert_eq!(
+            times,
+            [7, 1_700_000_000_000_000_000, 1_700_000_000_000_000_000]
+        );
+    }
 
     #[test]
     fn undecodable_lines_become_visible_error_events() {

@@ -1,5 +1,5 @@
-//! The pipeline file: `[sources.*]`, `[transforms.*]` and `[sinks.*]`, each
-//! naming its `inputs`.
+//! The pipeline file: `[sources.*]`, `[transforms.*]`, `[queries.*]` and
+//! `[sinks.*]`, each naming its `inputs`.
 //!
 //! ```toml
 //! [sources.app]
@@ -130,6 +130,7 @@ impl Pipeline {
             .keys()
             .map(|k| ("sources", k.as_str()))
             .chain(f.transforms.keys().map(|k| ("transforms", k.as_str())))
+            .chain(f.queries.keys().map(|k| ("queries", k.as_str())))
             .chain(f.sinks.keys().map(|k| ("sinks", k.as_str())))
     }
 
@@ -168,6 +169,7 @@ impl Pipeline {
             .transforms
             .iter()
             .map(|(n, t)| ("transforms", n, t.inputs()))
+            .chain(f.queries.iter().map(|(n, q)| ("queries", n, &q.inputs[..])))
             .chain(f.sinks.iter().map(|(n, s)| ("sinks", n, s.inputs())));
         for (section, name, ins) in inputs {
             if ins.is_empty() {
@@ -191,12 +193,22 @@ impl Pipeline {
                     }
                     continue;
                 }
+                if let Some(from) = input.strip_suffix(&format!(".{LATE}")) {
+                    if !f.queries.contains_key(from) {
+                        problems.push(self.problem(section, name, Some("inputs"), format!(
+                            "`{input}`: only queries have a `.{LATE}` output, and there is no query `{from}`"
+                        )));
+                    }
+                    continue;
+                }
                 match seen.get(input.as_str()) {
                     Some(&"sinks") => problems.push(self.problem(
                         section,
                         name,
                         Some("inputs"),
-                        format!("`{input}` is a sink; inputs must be sources or transforms"),
+                        format!(
+                            "`{input}` is a sink; inputs must be sources, transforms or queries"
+                        ),
                     )),
                     Some(_) => {}
                     None => {
@@ -219,6 +231,7 @@ impl Pipeline {
                 .transforms
                 .values()
                 .map(|t| t.inputs())
+                .chain(f.queries.values().map(|q| &q.inputs[..]))
                 .chain(f.sinks.values().map(|s| s.inputs()));
             if t.on_error() == OnError::DeadLetter && !read.flatten().any(|i| *i == dead) {
                 problems.push(self.problem("transforms", name, Some("on_error"), format!(
@@ -227,13 +240,13 @@ impl Pipeline {
             }
         }
         if problems.is_empty() {
-            if let Some(cycle) = self.find_cycle() {
+            if let Some((section, cycle)) = self.find_cycle() {
                 problems.push(self.problem(
-                    "transforms",
+                    section,
                     &cycle[0],
                     Some("inputs"),
                     format!(
-                        "transforms feed each other in a cycle: {}",
+                        "components feed each other in a cycle: {}",
                         cycle.join(" -> ")
                     ),
                 ));
@@ -246,11 +259,23 @@ impl Pipeline {
         }
     }
 
-    fn find_cycle(&self) -> Option<Vec<String>> {
-        let t = &self.file.transforms;
+    /// A cycle among transforms and queries, as the names along it.
+    fn find_cycle(&self) -> Option<(&'static str, Vec<String>)> {
+        let f = &self.file;
+        let inputs: std::collections::HashMap<&str, (&'static str, &[String])> = f
+            .transforms
+            .iter()
+            .map(|(n, t)| (n.as_str(), ("transforms", t.inputs())))
+            .chain(
+                f.queries
+                    .iter()
+                    .map(|(n, q)| (n.as_str(), ("queries", &q.inputs[..]))),
+            )
+            .collect();
+        type Inputs<'a> = std::collections::HashMap<&'a str, (&'static str, &'a [String])>;
         fn visit<'a>(
             n: &'a str,
-            t: &'a Transforms,
+            t: &Inputs<'a>,
             path: &mut Vec<&'a str>,
             done: &mut Vec<&'a str>,
         ) -> Option<Vec<String>> {
@@ -263,8 +288,11 @@ impl Pipeline {
                 return None;
             }
             path.push(n);
-            for input in t.get(n).map(|x| x.inputs()).unwrap_or_default() {
-                let input = input.strip_suffix(".dead_letter").unwrap_or(input);
+            for input in t.get(n).map(|x| x.1).unwrap_or_default() {
+                let input = [DEAD_LETTER, LATE]
+                    .iter()
+                    .find_map(|o| input.strip_suffix(o)?.strip_suffix('.'))
+                    .unwrap_or(input);
                 if t.contains_key(input) {
                     if let Some(c) = visit(input, t, path, done) {
                         return Some(c);
@@ -276,8 +304,12 @@ impl Pipeline {
             None
         }
         let mut done = Vec::new();
-        t.keys()
-            .find_map(|n| visit(n, t, &mut Vec::new(), &mut done))
+        let mut names: Vec<&str> = inputs.keys().copied().collect();
+        names.sort_unstable();
+        names
+            .into_iter()
+            .find_map(|n| visit(n, &inputs, &mut Vec::new(), &mut done))
+            .map(|c| (inputs[c[0].as_str()].0, c))
     }
 }
 
@@ -389,6 +421,22 @@ inputs = ["keep"]
         assert!(parse(&not_routed)
             .unwrap_err()
             .contains("does not route failures there"));
+    }
+
+    #[test]
+    fn queries_are_wired_like_transforms_with_a_late_output() {
+        let q = format!(
+            "{OK}\n[queries.q]\ninputs = [\"keep\"]\nsql = \"SELECT 1\"\n\n[sinks.late]\ntype = \"blackhole\"\ninputs = [\"q.late\", \"q\"]\n"
+        );
+        parse(&q).unwrap();
+        let wrong = q.replace("\"q.late\"", "\"keep.late\"");
+        assert!(parse(&wrong)
+            .unwrap_err()
+            .contains("`keep.late`: only queries have a `.late` output"));
+        let cycle = q.replace("inputs = [\"app\"]", "inputs = [\"app\", \"q\"]");
+        assert!(parse(&cycle)
+            .unwrap_err()
+            .contains("cycle: keep -> q -> keep"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 pub type Sources = IndexMap<String, SourceConfig>;
 pub type Transforms = IndexMap<String, TransformConfig>;
+pub type Queries = IndexMap<String, QueryConfig>;
 pub type Sinks = IndexMap<String, SinkConfig>;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -15,10 +16,14 @@ pub type Sinks = IndexMap<String, SinkConfig>;
 pub struct PipelineFile {
     #[serde(default)]
     pub settings: Settings,
+    /// The admin HTTP API; off unless the section is there.
+    pub api: Option<ApiConfig>,
     #[serde(default)]
     pub sources: Sources,
     #[serde(default)]
     pub transforms: Transforms,
+    #[serde(default)]
+    pub queries: Queries,
     #[serde(default)]
     pub sinks: Sinks,
 }
@@ -50,6 +55,19 @@ impl Default for Settings {
             watch_plugins: true,
         }
     }
+}
+
+/// `[api]`: health and live SQL over HTTP for `weir sql --live`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Where to listen (default `127.0.0.1:8686`; keep it on loopback).
+    #[serde(default = "default_api_address")]
+    pub address: String,
+}
+
+fn default_api_address() -> String {
+    "127.0.0.1:8686".into()
 }
 
 fn default_timestamp_field() -> String {
@@ -210,6 +228,45 @@ pub enum OnError {
 /// The output of a transform that carries its failed events.
 pub const DEAD_LETTER: &str = "dead_letter";
 
+/// The output of a query that carries events too late for their window.
+pub const LATE: &str = "late";
+
+/// SQL over the events of its inputs, run continuously; each closed
+/// window's rows leave as events (`NAME`), late events as `NAME.late`.
+///
+/// ```toml
+/// [queries.errors_per_minute]
+/// inputs = ["app"]
+/// sql = """
+/// SELECT window_start, service, count(*) AS errors
+/// FROM app WHERE level = 'error'
+/// GROUP BY tumble(interval '1 minute'), service
+/// """
+/// allowed_lateness = "5s"
+/// schema = { service = "string", level = "string" }
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryConfig {
+    pub inputs: Vec<String>,
+    /// One DataFusion `SELECT`; the table is named after any of the
+    /// inputs, or `events`.
+    pub sql: String,
+    /// How far behind the newest event time an event still counts for its
+    /// window (`"0s"` by default): windows close that much later.
+    #[serde(default = "zero_duration")]
+    pub allowed_lateness: String,
+    /// Column types (`string`, `int`, `float`, `bool`, `timestamp`, `any`;
+    /// dotted names for nested fields). Inferred from the first batch when
+    /// absent.
+    #[serde(default)]
+    pub schema: Option<IndexMap<String, String>>,
+}
+
+fn zero_duration() -> String {
+    "0s".into()
+}
+
 fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {
     for (k, v) in table {
         let key = if prefix.is_empty() {
@@ -235,6 +292,7 @@ pub enum SinkConfig {
     Stdout(StdoutSink),
     File(FileSink),
     Blackhole(BlackholeSink),
+    PrometheusExporter(PrometheusExporterSink),
 }
 
 impl SinkConfig {
@@ -243,6 +301,7 @@ impl SinkConfig {
             SinkConfig::Stdout(s) => &s.inputs,
             SinkConfig::File(s) => &s.inputs,
             SinkConfig::Blackhole(s) => &s.inputs,
+            SinkConfig::PrometheusExporter(s) => &s.inputs,
         }
     }
 }
@@ -274,4 +333,31 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct BlackholeSink {
     pub inputs: Vec<String>,
+}
+
+/// Serves rows (of queries) as gauges on `http://ADDRESS/metrics` for
+/// Prometheus to scrape: one gauge per numeric field, text fields as labels.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusExporterSink {
+    pub inputs: Vec<String>,
+    /// Where to listen (default `127.0.0.1:9598`).
+    #[serde(default = "default_exporter_address")]
+    pub address: String,
+    /// Prefix of every metric name (default: the first input's name).
+    pub namespace: Option<String>,
+    /// Fields to use as labels (default: every text field but the window's
+    /// start and end).
+    pub labels: Option<Vec<String>>,
+    /// Drop a series that no row has updated for this long (default `5m`).
+    #[serde(default = "default_expire_after")]
+    pub expire_after: String,
+}
+
+fn default_exporter_address() -> String {
+    "127.0.0.1:9598".into()
+}
+
+fn default_expire_after() -> String {
+    "5m".into()
 }

@@ -1,6 +1,8 @@
 //! Where events leave weir. Each sink writes whole batches and flushes after
 //! each, so what a sink accepted is on its way out.
 
+pub mod prometheus;
+
 use crate::codec::json_encode;
 use crate::config::SinkConfig;
 use crate::topology::{Rx, Shutdown, Stats};
@@ -20,6 +22,9 @@ pub fn run(
     shutdown: Shutdown,
 ) {
     let mut writer: Box<dyn Write> = match cfg {
+        SinkConfig::PrometheusExporter(p) => {
+            return prometheus::run(name, p, input, stats, shutdown)
+        }
         SinkConfig::Stdout(_) => Box::new(std::io::stdout().lock()),
         SinkConfig::File(f) => {
             let path = path.expect("file sinks have a resolved path");

@@ -79,6 +79,9 @@ fn specs(p: &Pipeline) -> HashMap<&str, String> {
     for (n, c) in &f.transforms {
         out.insert(n.as_str(), format!("{settings}{c:?}"));
     }
+    for (n, c) in &f.queries {
+        out.insert(n.as_str(), format!("{settings}{c:?}"));
+    }
     for (n, c) in &f.sinks {
         out.insert(n.as_str(), format!("{settings}{c:?}"));
     }
@@ -136,6 +139,7 @@ fn build_against(
         .transforms
         .iter()
         .map(|(n, t)| (n, t.inputs()))
+        .chain(f.queries.iter().map(|(n, q)| (n, &q.inputs[..])))
         .chain(f.sinks.iter().map(|(n, s)| (n, s.inputs())));
     for (name, ins) in consumers {
         let tx = match kept(name).and_then(|l| l.input.as_ref()?.upgrade()) {
@@ -291,6 +295,39 @@ fn build_against(
         live.insert(name.clone(), l);
     }
 
+    for (name, q) in f.queries.iter().filter(|(n, _)| kept(n).is_none()) {
+        let query = match crate::sql::build(p, name, q) {
+            Ok(query) => query,
+            Err(problem) => {
+                problems.push(problem);
+                continue;
+            }
+        };
+        let out = new_output(&mut downstream, &mut stats, name);
+        let (tx, rx) = new_queues
+            .get(name)
+            .expect("a new query has a new queue")
+            .clone();
+        let mut outputs = vec![(name.clone(), out.downgrade())];
+        let late_name = crate::sql::late_output(name);
+        // Always there (late events are counted even when nothing reads
+        // them), so a reload can wire a reader to a query that stays.
+        let late_stats = Arc::new(Stats::default());
+        stats.push((late_name.clone(), late_stats.clone()));
+        let late = Output::new(take(&mut downstream, &late_name), late_stats);
+        outputs.push((late_name, late.downgrade()));
+        let n = name.clone();
+        let job: Job = Box::new(move || crate::sql::run(&n, query, rx, out, late));
+        jobs.push((name.clone(), job));
+        let l = Live {
+            spec: spec(name),
+            input: Some(tx.downgrade()),
+            stop: None,
+            outputs,
+        };
+        live.insert(name.clone(), l);
+    }
+
     for (name, s) in f.sinks.iter().filter(|(n, _)| kept(n).is_none()) {
         let s_stats = Arc::new(Stats::default());
         stats.push((name.clone(), s_stats.clone()));
@@ -367,6 +404,15 @@ impl Built {
 }
 
 impl Running {
+    /// Every running component's outputs by name (`NAME`, `NAME.late`, ...),
+    /// for observers such as live queries.
+    pub fn outputs(&self) -> BTreeMap<String, WeakOutput> {
+        self.live
+            .values()
+            .flat_map(|l| l.outputs.iter().cloned())
+            .collect()
+    }
+
     /// Every component has finished: inputs ended, or shutdown drained.
     pub fn is_finished(&self) -> bool {
         self.handles.iter().all(|(_, h)| h.is_finished())

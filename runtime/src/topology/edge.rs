@@ -85,13 +85,22 @@ impl Shutdown {
 /// rewires them in place, so the component keeps running.
 #[derive(Clone)]
 pub struct Output {
-    txs: Arc<Mutex<Vec<Tx>>>,
+    wiring: Arc<Mutex<Wiring>>,
     pub stats: Arc<Stats>,
+}
+
+#[derive(Default)]
+struct Wiring {
+    /// Consumers: a full queue makes the sender wait (backpressure).
+    txs: Vec<Tx>,
+    /// Observers (live queries, taps): they get what fits in their queue and
+    /// never slow the pipeline down; a closed one is removed.
+    taps: Vec<Tx>,
 }
 
 /// See [`Output::downgrade`].
 #[derive(Clone)]
-pub struct WeakOutput(Weak<Mutex<Vec<Tx>>>);
+pub struct WeakOutput(Weak<Mutex<Wiring>>);
 
 impl WeakOutput {
     /// Points the output (and its clones) at a new set of consumers; false
@@ -99,7 +108,19 @@ impl WeakOutput {
     pub fn rewire(&self, txs: Vec<Tx>) -> bool {
         match self.0.upgrade() {
             Some(m) => {
-                *m.lock().unwrap_or_else(|e| e.into_inner()) = txs;
+                m.lock().unwrap_or_else(|e| e.into_inner()).txs = txs;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Adds an observer that sees every batch this output sends from now
+    /// on, as far as its queue has room; false when the component has ended.
+    pub fn tap(&self, tx: Tx) -> bool {
+        match self.0.upgrade() {
+            Some(m) => {
+                m.lock().unwrap_or_else(|e| e.into_inner()).taps.push(tx);
                 true
             }
             None => false,
@@ -114,7 +135,10 @@ pub struct Closed;
 impl Output {
     pub fn new(txs: Vec<Tx>, stats: Arc<Stats>) -> Self {
         Output {
-            txs: Arc::new(Mutex::new(txs)),
+            wiring: Arc::new(Mutex::new(Wiring {
+                txs,
+                taps: Vec::new(),
+            })),
             stats,
         }
     }
@@ -122,7 +146,7 @@ impl Output {
     /// A handle that can rewire this output without keeping it (and so its
     /// consumers' queues) alive.
     pub fn downgrade(&self) -> WeakOutput {
-        WeakOutput(Arc::downgrade(&self.txs))
+        WeakOutput(Arc::downgrade(&self.wiring))
     }
 
     /// Sends a batch to every consumer, waiting while their queues are full.
@@ -133,7 +157,20 @@ impl Output {
         }
         Stats::add(&self.stats.events_out, batch.len());
         // Senders are cloned out so no lock is held while a queue is full.
-        let txs = self.txs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let txs = {
+            let mut w = self.wiring.lock().unwrap_or_else(|e| e.into_inner());
+            if !w.taps.is_empty() {
+                w.taps.retain(|t| match t.try_send(batch.clone()) {
+                    Ok(()) => true,
+                    Err(async_channel::TrySendError::Full(_)) => {
+                        self.stats.count_reason("tap_full", batch.len() as u64);
+                        true
+                    }
+                    Err(async_channel::TrySendError::Closed(_)) => false,
+                });
+            }
+            w.txs.clone()
+        };
         let Some((last, rest)) = txs.split_last() else {
             return Ok(());
         };

@@ -1,0 +1,193 @@
+//! `weir sql`: the streaming SQL engine over files, once. The files are the
+//! table `events`, read in order as one stream: the same windows, watermark
+//! and lateness rules as a `[queries.*]` section, and every window closes at
+//! the end of the input.
+
+use crate::codec::{for_each_line, json_encode, Decoder, Format, DEFAULT_MAX_LINE_BYTES};
+use anyhow::{bail, Context, Result};
+use clap::ValueEnum;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use weir_layout::BatchBuf;
+use weir_sql::arrow::array::RecordBatch;
+use weir_sql::{Query, QueryOptions};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Output {
+    /// An aligned text table.
+    Table,
+    /// JSON lines, as a pipeline's sinks write them.
+    Json,
+    /// CSV with a header line.
+    Csv,
+}
+
+pub struct Args {
+    pub sql: String,
+    pub files: Vec<PathBuf>,
+    pub output: Output,
+    pub format: Format,
+    pub allowed_lateness: String,
+    pub timestamp_field: String,
+    pub schema: Vec<String>,
+}
+
+const BATCH: usize = 4096;
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    if a.files.is_empty() {
+        bail!("name at least one file to query (they are the table `events`)");
+    }
+    let lateness = weir_sql::parse_duration(&a.allowed_lateness)
+        .map_err(|e| anyhow::anyhow!("--allowed-lateness: {e}"))?;
+    let schema = if a.schema.is_empty() {
+        None
+    } else {
+        let cols = a
+            .schema
+            .iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => Ok((k.trim().to_string(), v.trim().to_string())),
+                None => bail!("--schema `{kv}`: expected COLUMN=TYPE"),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Some(weir_sql::schema::declared(&cols).context("--schema")?)
+    };
+    let opts = QueryOptions {
+        tables: vec!["events".into()],
+        schema,
+        allowed_lateness: lateness,
+    };
+    let mut query = Query::new(&a.sql, opts)?;
+    let mut decoder = Decoder::new(a.format, &a.timestamp_field, DEFAULT_MAX_LINE_BYTES);
+    let mut rows: Vec<RecordBatch> = Vec::new();
+    let mut late = 0usize;
+    let now = crate::codec::timestamp::now_ns();
+    let mut batch = BatchBuf::with_capacity(BATCH, BATCH * 256);
+    let mut push = |batch: &mut BatchBuf, query: &mut Query| -> Result<()> {
+        let pushed = query.push(batch)?;
+        late += pushed.late.len();
+        rows.extend(pushed.rows);
+        batch.clear();
+        Ok(())
+    };
+    for path in &a.files {
+        let origin = path.display().to_string();
+        let file = std::fs::File::open(path).with_context(|| format!("cannot open {origin}"))?;
+        for_each_line(
+            file,
+            DEFAULT_MAX_LINE_BYTES,
+            |line, line_no| -> Result<()> {
+                decoder.decode(&mut batch, line, &origin, line_no, now);
+                if batch.len() >= BATCH {
+                    push(&mut batch, &mut query).with_context(|| {
+                        format!("the query failed on the events up to {origin}:{line_no}")
+                    })?;
+                }
+                Ok(())
+            },
+        )
+        .with_context(|| format!("reading {origin}"))?;
+    }
+    push(&mut batch, &mut query)
+        .context("the query failed on the events up to the end of the input")?;
+    rows.extend(query.finish()?);
+
+    let schema = query.output_schema();
+    let mut out = std::io::stdout().lock();
+    print(&mut out, a.output, &rows, schema)?;
+    out.flush()?;
+    let stats = query.stats();
+    let mut notes = vec![
+        format!("{} events", stats.events),
+        format!("{} rows", stats.rows),
+    ];
+    if late > 0 {
+        notes.push(format!(
+            "{late} late (older than the watermark allows; see --allowed-lateness)"
+        ));
+    }
+    if decoder.errors > 0 {
+        notes.push(format!("{} lines could not be decoded", decoder.errors));
+    }
+    if stats.misfits > 0 {
+        notes.push(format!(
+            "{} values did not fit the schema and became NULL, first: {}",
+            stats.misfits,
+            query.first_misfit().unwrap_or("?")
+        ));
+    }
+    eprintln!("{}", notes.join(", "));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print(
+    out: &mut dyn Write,
+    format: Output,
+    rows: &[RecordBatch],
+    schema: Option<weir_sql::arrow::datatypes::SchemaRef>,
+) -> Result<()> {
+    match format {
+        Output::Table => {
+            let text = match (rows.is_empty(), schema) {
+                (true, Some(s)) => weir_sql::arrow::util::pretty::pretty_format_batches(&[
+                    RecordBatch::new_empty(s),
+                ])?,
+                _ => weir_sql::arrow::util::pretty::pretty_format_batches(rows)?,
+            };
+            writeln!(out, "{text}")?;
+        }
+        Output::Json => {
+            let mut events = BatchBuf::new();
+            let mut buf = Vec::new();
+            for r in rows {
+                events.clear();
+                weir_sql::append_rows(r, &mut events, 0)?;
+                buf.clear();
+                for e in events.iter() {
+                    json_encode::write_event(&mut buf, &e);
+                    buf.push(b'\n');
+                }
+                out.write_all(&buf)?;
+            }
+        }
+        Output::Csv => {
+            let mut w = weir_sql::arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(out);
+            for r in rows {
+                w.write(r)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `weir sql --live URL`: streams the rows of a query attached to a running
+/// pipeline until Ctrl-C (which closes the connection and detaches it).
+pub fn live(url: &str, sql: &str, allowed_lateness: &str) -> Result<ExitCode> {
+    use std::io::BufRead;
+    let endpoint = format!("{}/sql", url.trim_end_matches('/'));
+    let client = reqwest::blocking::Client::builder().timeout(None).build()?;
+    let resp = client
+        .post(&endpoint)
+        .query(&[("allowed_lateness", allowed_lateness)])
+        .body(sql.to_string())
+        .send()
+        .with_context(|| format!("cannot reach the pipeline's admin API at {endpoint}"))?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        let text = resp.text().unwrap_or_default();
+        bail!("{endpoint}: {status}: {}", text.trim());
+    }
+    eprintln!("attached to {url}: rows print as windows close (Ctrl-C to detach)");
+    let mut out = std::io::stdout().lock();
+    for line in std::io::BufReader::new(resp).lines() {
+        let line = line.context("reading the live stream")?;
+        writeln!(out, "{line}")?;
+        out.flush()?;
+    }
+    eprintln!("the pipeline ended the stream");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,142 @@
+//! Continuous SQL in a pipeline: `[queries.NAME]` feeds every batch of its
+//! inputs to a [`weir_sql::Query`] and sends the rows of each closed window
+//! on as events, to sinks and alert rules like any other events.
+//!
+//! Events too late for their window go to `NAME.late`, and are counted
+//! (reason `late`) whether or not anything reads that output. When the input ends,
+//! every open window closes, so the last windows are never lost.
+
+use crate::config::{Pipeline, Problem, QueryConfig, LATE};
+use crate::topology::{Output, Rx, Stats};
+use weir_layout::BatchBuf;
+use weir_sql::{Query, QueryOptions};
+
+/// Builds the query of `[queries.NAME]`, or says what is wrong with it.
+pub fn build(p: &Pipeline, name: &str, q: &QueryConfig) -> Result<Query, Problem> {
+    let lateness = weir_sql::parse_duration(&q.allowed_lateness)
+        .map_err(|e| p.problem("queries", name, Some("allowed_lateness"), e))?;
+    let schema = match &q.schema {
+        Some(cols) => {
+            let cols: Vec<(String, String)> =
+                cols.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let s = weir_sql::schema::declared(&cols)
+                .map_err(|e| p.problem("queries", name, Some("schema"), e.to_string()))?;
+            Some(s)
+        }
+        None => None,
+    };
+    let opts = QueryOptions {
+        tables: table_names(&q.inputs),
+        schema,
+        allowed_lateness: lateness,
+    };
+    Query::new(&q.sql, opts).map_err(|e| p.problem("queries", name, Some("sql"), e.to_string()))
+}
+
+/// The names a query's table answers to: each input without an output
+/// suffix, and `events`.
+pub fn table_names(inputs: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = inputs
+        .iter()
+        .filter(|i| !i.contains('.'))
+        .cloned()
+        .collect();
+    if !names.iter().any(|n| n == "events") {
+        names.push("events".into());
+    }
+    names
+}
+
+/// Runs the query until its input closes, then closes every window.
+pub fn run(name: &str, mut query: Query, input: Rx, out: Output, late: Output) {
+    let stats = out.stats.clone();
+    let mut failed = false;
+    let mut misfit_logged = false;
+    while let Ok(batch) = input.recv_blocking() {
+        Stats::add(&stats.events_in, batch.len());
+        if failed {
+            Stats::add(&stats.errors, batch.len());
+            continue;
+        }
+        let pushed = match query.push(&batch) {
+            Ok(p) => p,
+            Err(e) if query.output_schema().is_some() => {
+                // A batch the planned query cannot evaluate (a cast that
+                // fails on a value): those events are counted, the query
+                // goes on with the next batch.
+                let n = batch.len() as u64;
+                stats.count_reason("query_error", n);
+                Stats::add(&stats.errors, batch.len());
+                if stats.reasons().get("query_error") == Some(&n) {
+                    tracing::error!(query = name, "a batch of {n} events failed: {e}; counted as `query_error`, the query goes on");
+                }
+                continue;
+            }
+            Err(e) => {
+                // Planning over the inferred schema failed: the pipeline
+                // goes on without this query.
+                tracing::error!(
+                    query = name,
+                    "query stopped: {e}; its input is counted as errors from now on"
+                );
+                stats.count_reason("query_failed", batch.len() as u64);
+                Stats::add(&stats.errors, batch.len());
+                failed = true;
+                continue;
+            }
+        };
+        if !pushed.late.is_empty() {
+            stats.count_reason("late", pushed.late.len() as u64);
+            let _ = late.send(pushed.late);
+        }
+        if !misfit_logged {
+            if let Some(m) = query.first_misfit() {
+                tracing::warn!(query = name, "a value does not fit the query's schema and counts as NULL: {m} (declare `schema` to choose the types)");
+                misfit_logged = true;
+            }
+        }
+        if send_rows(name, &pushed.rows, &out).is_err() {
+            break;
+        }
+    }
+    match query.finish() {
+        Ok(rows) => {
+            let _ = send_rows(name, &rows, &out);
+        }
+        Err(e) => tracing::error!(query = name, "closing the last windows failed: {e}"),
+    }
+    let s = query.stats();
+    if s.misfits > 0 {
+        stats.count_reason("misfit", s.misfits);
+    }
+    drain(input);
+}
+
+fn send_rows(
+    name: &str,
+    rows: &[weir_sql::arrow::array::RecordBatch],
+    out: &Output,
+) -> Result<(), crate::topology::Closed> {
+    let n: usize = rows.iter().map(|r| r.num_rows()).sum();
+    if n == 0 {
+        return Ok(());
+    }
+    let mut events = BatchBuf::with_capacity(n, n * 128);
+    let now = crate::codec::timestamp::now_ns();
+    for r in rows {
+        if let Err(e) = weir_sql::append_rows(r, &mut events, now) {
+            tracing::error!(query = name, "a result row could not become an event: {e}");
+            out.stats.count_reason("row_error", r.num_rows() as u64);
+        }
+    }
+    out.send(events)
+}
+
+fn drain(input: Rx) {
+    while input.recv_blocking().is_ok() {}
+}
+
+/// The name of a query's late-events output.
+pub fn late_output(name: &str) -> String {
+    format!("{name}.{LATE}")
+}

@@ -1,0 +1,334 @@
+//! A continuous query: events in, rows of closed windows out.
+//!
+//! Event time is each event's timestamp (the source sets it from its
+//! `timestamp_field`, or to the arrival time). The watermark is the largest
+//! event time seen minus the allowed lateness; a window closes, and emits
+//! its rows once, when the watermark reaches its end. An event is late when
+//! a window it belongs to has already closed (for sessions: when it is older
+//! than the watermark): it is left out of every window, counted, and handed
+//! back so the caller can route it to a side output. The watermark moves per
+//! event, so results do not depend on how events were batched.
+
+use crate::aggregate::WindowedAggregate;
+use crate::plan::{Plan, Post};
+use crate::schema::{self, SchemaRef};
+use crate::to_arrow::Converter;
+use crate::window::{self, Rewritten, Window};
+use crate::Error;
+use arrow::array::{
+    ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampNanosecondArray, UInt32Array,
+};
+use arrow::datatypes::{Schema, TimestampNanosecondType};
+use std::sync::Arc;
+use weir_layout::BatchBuf;
+
+/// How a query reads its input.
+#[derive(Debug, Clone, Default)]
+pub struct QueryOptions {
+    /// Names the input table answers to (`FROM <name>`).
+    pub tables: Vec<String>,
+    /// The table's columns; inferred from the first batch when absent.
+    pub schema: Option<Schema>,
+    /// How far behind the newest event time a late event may still count,
+    /// in nanoseconds.
+    pub allowed_lateness: i64,
+}
+
+/// What one batch produced.
+#[derive(Debug, Default)]
+pub struct Pushed {
+    /// Rows of the windows this batch closed (or, without a window, the
+    /// batch's own result rows).
+    pub rows: Vec<RecordBatch>,
+    /// The events that came too late for their windows, unchanged.
+    pub late: BatchBuf,
+}
+
+/// Counters of a running query.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct QueryStats {
+    pub events: u64,
+    pub late: u64,
+    /// Values that did not fit the schema's type (they became NULL).
+    pub misfits: u64,
+    pub rows: u64,
+    pub open_windows: usize,
+    /// The current watermark (ns), `i64::MIN` before any event.
+    pub watermark: i64,
+}
+
+/// Without a declared schema, events are held until the query plans over
+/// the columns seen so far, or this many have arrived.
+const INFER_EVENTS: usize = 10_000;
+
+pub struct Query {
+    rewritten: Rewritten,
+    opts: QueryOptions,
+    run: Option<Running>,
+    /// Events seen before the query could plan (a column it names had not
+    /// appeared yet).
+    pending: Vec<BatchBuf>,
+    max_time: i64,
+    watermark: i64,
+    stats: QueryStats,
+}
+
+struct Running {
+    plan: Plan,
+    converter: Converter,
+    aggregate: Option<(WindowedAggregate, Post)>,
+}
+
+impl Query {
+    /// Parses the query, and plans it when the schema is declared.
+    pub fn new(sql: &str, opts: QueryOptions) -> Result<Query, Error> {
+        let rewritten = window::rewrite(sql)?;
+        let mut q = Query {
+            rewritten,
+            opts,
+            run: None,
+            pending: Vec::new(),
+            max_time: i64::MIN,
+            watermark: i64::MIN,
+            stats: QueryStats {
+                watermark: i64::MIN,
+                ..Default::default()
+            },
+        };
+        if let Some(schema) = q.opts.schema.clone() {
+            q.run = Some(q.start(&schema)?);
+        }
+        Ok(q)
+    }
+
+    pub fn window(&self) -> Option<Window> {
+        self.rewritten.window
+    }
+
+    /// The columns of the rows, once planned.
+    pub fn output_schema(&self) -> Option<SchemaRef> {
+        self.run.as_ref().map(|r| r.plan.output.clone())
+    }
+
+    /// The input table's columns, once planned.
+    pub fn table_schema(&self) -> Option<SchemaRef> {
+        self.run.as_ref().map(|r| r.plan.table.clone())
+    }
+
+    pub fn stats(&self) -> QueryStats {
+        let mut s = self.stats;
+        if let Some(r) = &self.run {
+            s.misfits = r.converter.misfits;
+            s.open_windows = r.aggregate.as_ref().map_or(0, |(a, _)| a.open_windows());
+        }
+        s
+    }
+
+    /// The first value that did not fit the schema, described.
+    pub fn first_misfit(&self) -> Option<&str> {
+        self.run.as_ref()?.converter.first_misfit.as_deref()
+    }
+
+    fn start(&self, schema: &Schema) -> Result<Running, Error> {
+        let plan = Plan::new(&self.rewritten, &self.opts.tables, schema)?;
+        let converter = Converter::new(Arc::new(schema.clone()));
+        let aggregate = match (&plan.aggregate, plan.window) {
+            (Some((agg, post)), Some(w)) => {
+                let a = WindowedAggregate::new(w, agg, post.agg_schema.clone())?;
+                Some((a, post.clone()))
+            }
+            _ => None,
+        };
+        Ok(Running {
+            plan,
+            converter,
+            aggregate,
+        })
+    }
+
+    /// Runs a batch of events through the query.
+    pub fn push(&mut self, batch: &BatchBuf) -> Result<Pushed, Error> {
+        if batch.is_empty() {
+            return Ok(Pushed::default());
+        }
+        if self.run.is_none() {
+            return self.plan_and_push(batch);
+        }
+        let run = self.run.as_mut().expect("planned above");
+        self.stats.events += batch.len() as u64;
+        let table = run.converter.convert(batch);
+        let times = table
+            .column(0)
+            .as_primitive::<TimestampNanosecondType>()
+            .values()
+            .clone();
+
+        let mut out = Pushed::default();
+        let window = self.rewritten.window;
+        let lateness = self.opts.allowed_lateness;
+        let mut on_time: Option<Vec<bool>> = None;
+        if let Some(w) = window {
+            let (mut max, mut wm) = (self.max_time, self.watermark);
+            for (i, &t) in times.iter().enumerate() {
+                if is_late(w, t, wm) {
+                    if let Some(e) = batch.get(i) {
+                        let _ = out.late.push_raw(e.raw());
+                    }
+                    on_time.get_or_insert_with(|| vec![true; times.len()])[i] = false;
+                    continue;
+                }
+                if t > max {
+                    max = t;
+                    wm = max.saturating_sub(lateness);
+                }
+            }
+            self.max_time = max;
+            self.watermark = wm;
+            self.stats.watermark = wm;
+            self.stats.late += out.late.len() as u64;
+        }
+        let table = match on_time {
+            Some(mask) => arrow::compute::filter_record_batch(&table, &BooleanArray::from(mask))?,
+            None => table,
+        };
+
+        let Some((agg, post)) = run.aggregate.as_mut() else {
+            let rows = run.plan.steps.run(table)?;
+            self.stats.rows += rows.num_rows() as u64;
+            out.rows.push(rows);
+            return Ok(out);
+        };
+        let table = with_window_columns(
+            &table,
+            window.expect("aggregates are windowed"),
+            &run.plan.table,
+        )?;
+        let input = run.plan.steps.run(table)?;
+        agg.update(&input)?;
+        for rows in agg.close(self.watermark)? {
+            for r in post.run(rows, &run.plan)? {
+                self.stats.rows += r.num_rows() as u64;
+                out.rows.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Infers the schema from the events so far and plans. A column the
+    /// query names may simply not have appeared yet: then the events wait,
+    /// up to `INFER_EVENTS`, for a later batch to bring it.
+    fn plan_and_push(&mut self, batch: &BatchBuf) -> Result<Pushed, Error> {
+        self.pending.push(batch.clone());
+        let inferred = schema::infer(self.pending.iter());
+        match self.start(&inferred) {
+            Ok(run) => self.run = Some(run),
+            Err(e) => {
+                let seen: usize = self.pending.iter().map(|b| b.len()).sum();
+                if seen < INFER_EVENTS && e.to_string().contains("No field named") {
+                    return Ok(Pushed::default());
+                }
+                self.pending.clear();
+                return Err(e);
+            }
+        }
+        let mut out = Pushed::default();
+        for b in std::mem::take(&mut self.pending) {
+            let p = self.push(&b)?;
+            out.rows.extend(p.rows);
+            out.late.append(&p.late);
+        }
+        Ok(out)
+    }
+
+    /// The input has ended: closes every open window and returns its rows.
+    pub fn finish(&mut self) -> Result<Vec<RecordBatch>, Error> {
+        if self.run.is_none() && !self.pending.is_empty() {
+            // The named columns never appeared: plan over what did, for
+            // the error that says so.
+            let inferred = schema::infer(self.pending.iter());
+            self.pending.clear();
+            self.run = Some(self.start(&inferred)?);
+        }
+        let Some(run) = self.run.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let Some((agg, post)) = run.aggregate.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for rows in agg.close(i64::MAX)? {
+            for r in post.run(rows, &run.plan)? {
+                self.stats.rows += r.num_rows() as u64;
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Whether an event at `t` is too late for the watermark `wm`.
+fn is_late(w: Window, t: i64, wm: i64) -> bool {
+    match w {
+        Window::Session { .. } => t < wm,
+        _ => {
+            let mut first = None;
+            w.for_each_start(t, |s| {
+                first.get_or_insert(s);
+            });
+            let width = w.width().expect("fixed windows have a width");
+            first.is_some_and(|s| s.saturating_add(width) <= wm)
+        }
+    }
+}
+
+/// The table rows with `window_start` and `window_end`: one row per window
+/// an event is in (hop windows repeat the event), or, for sessions, the
+/// event time in both until the session is known.
+fn with_window_columns(
+    table: &RecordBatch,
+    w: Window,
+    schema: &SchemaRef,
+) -> Result<RecordBatch, Error> {
+    let times = table.column(0).as_primitive::<TimestampNanosecondType>();
+    let (rows, starts, ends): (RecordBatch, Vec<i64>, Vec<i64>) = match w {
+        Window::Tumble { width } => {
+            let starts: Vec<i64> = times
+                .values()
+                .iter()
+                .map(|t| t - t.rem_euclid(width))
+                .collect();
+            let ends = starts.iter().map(|s| s + width).collect();
+            (table.clone(), starts, ends)
+        }
+        Window::Hop { width, .. } => {
+            let mut idx = Vec::new();
+            let mut starts = Vec::new();
+            for (i, &t) in times.values().iter().enumerate() {
+                w.for_each_start(t, |s| {
+                    idx.push(i as u32);
+                    starts.push(s);
+                });
+            }
+            let rows = arrow::compute::take_record_batch(table, &UInt32Array::from(idx))?;
+            let ends = starts.iter().map(|s| s + width).collect();
+            (rows, starts, ends)
+        }
+        Window::Session { .. } => {
+            let t = times.values().to_vec();
+            (table.clone(), t.clone(), t)
+        }
+    };
+    let mut cols: Vec<ArrayRef> = rows.columns().to_vec();
+    cols.push(Arc::new(
+        TimestampNanosecondArray::from(starts).with_timezone("UTC"),
+    ));
+    cols.push(Arc::new(
+        TimestampNanosecondArray::from(ends).with_timezone("UTC"),
+    ));
+    Ok(RecordBatch::try_new(schema.clone(), cols)?)
+}
+
+/// Checks that `sql` parses and, with a declared schema, plans.
+pub fn check(sql: &str, opts: &QueryOptions) -> Result<(), Error> {
+    Query::new(sql, opts.clone()).map(|_| ())
+}
