@@ -272,11 +272,7 @@ fn a_live_query_attaches_streams_windows_and_detaches() {
     use std::time::Duration;
 
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let all = dir.path().join("all.jsonl");
     let p = pipeline(
         dir.path(),
@@ -374,11 +370,7 @@ fn http_get(port: u16, path: &str) -> String {
 fn query_rows_are_served_to_prometheus_as_labelled_gauges() {
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let p = pipeline(
         dir.path(),
         &format!(

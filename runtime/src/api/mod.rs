@@ -54,14 +54,13 @@ pub fn start(address: &str, outputs: Outputs) -> anyhow::Result<std::net::Socket
     Ok(local)
 }
 
+fn names(outputs: &Outputs) -> Vec<String> {
+    let map = outputs.read().unwrap_or_else(|e| e.into_inner());
+    map.keys().cloned().collect()
+}
+
 async fn health(State(outputs): State<Outputs>) -> impl IntoResponse {
-    let names: Vec<String> = outputs
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .keys()
-        .cloned()
-        .collect();
-    axum::Json(serde_json::json!({ "status": "ok", "components": names }))
+    axum::Json(serde_json::json!({ "status": "ok", "components": names(&outputs) }))
 }
 
 fn error(status: StatusCode, msg: String) -> Response {
@@ -96,12 +95,7 @@ async fn live_sql(
         .get(table)
         .cloned();
     let Some(output) = output else {
-        let known: Vec<String> = outputs
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect();
+        let known = names(&outputs);
         return error(
             StatusCode::NOT_FOUND,
             format!(
