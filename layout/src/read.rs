@@ -39,9 +39,14 @@ read_le!(f64_at, f64, 8);
 
 #[inline]
 fn str_at(b: &[u8], at: usize, len: usize) -> Result<&str> {
-    let bytes = bytes_at(b, at, len)?;
-    // Most values are short ASCII: an inlined check beats a call to the
-    // general validator, above all in a Wasm guest (no SIMD, costly calls).
+    utf8(bytes_at(b, at, len)?, at)
+}
+
+/// Checks UTF-8. Most keys and values are short ASCII: an inlined check
+/// beats a call to the general validator, above all in a Wasm guest (no
+/// SIMD, costly calls).
+#[inline]
+fn utf8(bytes: &[u8], at: usize) -> Result<&str> {
     if bytes.len() <= 32 && bytes.iter().all(u8::is_ascii) {
         // SAFETY: ASCII bytes are valid UTF-8.
         return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
@@ -315,7 +320,7 @@ impl<'a> Iterator for Fields<'a> {
         self.left -= 1;
         let item = (|| {
             let (k, vpos) = key_at(self.body, self.pos)?;
-            let k = std::str::from_utf8(k).map_err(|_| LayoutError::BadUtf8 { at: self.pos })?;
+            let k = utf8(k, self.pos)?;
             let (v, next) = value_at(self.body, vpos)?;
             self.pos = next;
             Ok::<_, LayoutError>((k, v))

@@ -9,7 +9,7 @@
 //! - Above it (`HAVING`, the `SELECT` list, `ORDER BY`, `LIMIT`): the plan
 //!   itself, re-run over each closed window's rows ([`Post`]).
 
-use crate::schema::{time_type, SchemaRef};
+use crate::schema::{time_type, SchemaRef, TIME};
 use crate::window::{Rewritten, Window, WINDOW_END, WINDOW_START};
 use crate::Error;
 use arrow::array::{ArrayRef, AsArray, RecordBatch};
@@ -30,6 +30,11 @@ pub struct Plan {
     pub window: Option<Window>,
     /// The table: the events' columns, plus the window columns when windowed.
     pub table: SchemaRef,
+    /// The columns of the events the query reads (`_time` first): the only
+    /// ones converted from each batch.
+    pub read: SchemaRef,
+    /// `read` plus the window columns: what the steps run on.
+    pub input: SchemaRef,
     pub steps: Steps,
     /// The aggregate (raw-input mode) and what runs above it.
     pub aggregate: Option<(Arc<AggregateExec>, Post)>,
@@ -120,9 +125,12 @@ impl Plan {
                 )));
             }
             let steps = Steps::new(&physical)?;
+            let (read, input) = steps.read(&table);
             return Ok(Plan {
                 window: None,
                 table,
+                read,
+                input,
                 steps,
                 aggregate: None,
                 output,
@@ -146,6 +154,7 @@ impl Plan {
         }
         let agg = Arc::new(agg.clone());
         let steps = Steps::new(agg.input())?;
+        let (read, input) = steps.read(&table);
         let post = Post {
             above,
             agg_schema: top.schema(),
@@ -153,6 +162,8 @@ impl Plan {
         Ok(Plan {
             window: q.window,
             table,
+            read,
+            input,
             steps,
             aggregate: Some((agg, post)),
             output,
@@ -232,6 +243,31 @@ impl Steps {
         }
         steps.reverse();
         Ok(Steps(steps))
+    }
+
+    /// The event columns the scan reads (always `_time`), and those plus
+    /// the table's window columns.
+    fn read(&self, table: &SchemaRef) -> (SchemaRef, SchemaRef) {
+        let names = match self.0.first() {
+            Some(Step::Columns(names)) => names.as_slice(),
+            _ => &[],
+        };
+        let is_window = |n: &str| n == WINDOW_START || n == WINDOW_END;
+        let events: Vec<Field> = table
+            .fields()
+            .iter()
+            .filter(|f| f.name() == TIME || (names.contains(f.name()) && !is_window(f.name())))
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let mut all = events.clone();
+        all.extend(
+            table
+                .fields()
+                .iter()
+                .filter(|f| is_window(f.name()))
+                .map(|f| f.as_ref().clone()),
+        );
+        (Arc::new(Schema::new(events)), Arc::new(Schema::new(all)))
     }
 
     /// Applies the steps to a batch of table rows.

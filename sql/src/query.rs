@@ -115,6 +115,11 @@ impl Query {
         self.run.as_ref().map(|r| r.plan.table.clone())
     }
 
+    /// The columns converted from each batch: the ones the query reads.
+    pub fn read_schema(&self) -> Option<SchemaRef> {
+        self.run.as_ref().map(|r| r.plan.read.clone())
+    }
+
     pub fn stats(&self) -> QueryStats {
         let mut s = self.stats;
         if let Some(r) = &self.run {
@@ -131,7 +136,7 @@ impl Query {
 
     fn start(&self, schema: &Schema) -> Result<Running, Error> {
         let plan = Plan::new(&self.rewritten, &self.opts.tables, schema)?;
-        let converter = Converter::new(Arc::new(schema.clone()));
+        let converter = Converter::new(plan.read.clone());
         let aggregate = match (&plan.aggregate, plan.window) {
             (Some((agg, post)), Some(w)) => {
                 let a = WindowedAggregate::new(w, agg, post.agg_schema.clone())?;
@@ -201,7 +206,7 @@ impl Query {
         let table = with_window_columns(
             &table,
             window.expect("aggregates are windowed"),
-            &run.plan.table,
+            &run.plan.input,
         )?;
         let input = run.plan.steps.run(table)?;
         agg.update(&input)?;

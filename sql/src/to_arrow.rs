@@ -2,8 +2,9 @@
 //!
 //! One pass over each event's fields appends to per-column builders; no
 //! intermediate JSON or tree. Fields usually arrive in the same order in
-//! every event, so each position remembers the column it found last time
-//! and the hash lookup is the exception.
+//! every event, so each position remembers the key it saw last time and
+//! its column (or that the query does not read it): the hash lookup is the
+//! exception.
 
 use crate::schema::{is_any, SchemaRef, TIME};
 use arrow::array::builder::NullBufferBuilder;
@@ -12,7 +13,7 @@ use arrow::array::{
     StructArray, TimestampNanosecondBuilder,
 };
 use arrow::datatypes::{DataType, Fields, TimeUnit};
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::fmt::Write;
 use std::sync::Arc;
 use weir_layout::{BatchBuf, EventKind, EventView, Metric, MetricValue, Value};
@@ -121,8 +122,8 @@ struct Group {
     index: HashMap<String, usize>,
     cols: Vec<Col>,
     filled: Vec<bool>,
-    /// Column found at each field position last time.
-    hint: Vec<usize>,
+    /// The key at each field position last time, and its column.
+    hint: Vec<(Box<str>, Option<usize>)>,
     nulls: NullBufferBuilder,
 }
 
@@ -169,18 +170,18 @@ impl Group {
 
     #[inline]
     fn column_of(&mut self, pos: usize, key: &str) -> Option<usize> {
-        if let Some(&c) = self.hint.get(pos) {
-            if c < self.cols.len() && self.fields[c].name() == key {
-                return Some(c);
+        if let Some((k, c)) = self.hint.get(pos) {
+            if **k == *key {
+                return *c;
             }
         }
-        let c = *self.index.get(key)?;
+        let c = self.index.get(key).copied();
         if pos < self.hint.len() {
-            self.hint[pos] = c;
+            self.hint[pos] = (key.into(), c);
         } else if pos == self.hint.len() {
-            self.hint.push(c);
+            self.hint.push((key.into(), c));
         }
-        Some(c)
+        c
     }
 
     fn append_fields<'a>(
