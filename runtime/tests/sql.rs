@@ -414,3 +414,55 @@ address = "127.0.0.1:{port}"
     let out = wait_output(child, 60);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn windows_of_an_idle_stream_close_with_the_wall_clock() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let rows = dir.path().join("rows.jsonl");
+    let p = pipeline(
+        dir.path(),
+        &format!(
+            r#"
+[sources.app]
+type = "stdin"
+
+[queries.per_10s]
+inputs = ["app"]
+sql = "SELECT window_start, count(*) AS n FROM app GROUP BY tumble(interval '10 seconds')"
+idle_timeout = "1s"
+
+[sinks.rows]
+type = "file"
+path = "{}"
+inputs = ["per_10s"]
+"#,
+            rows.display()
+        ),
+    );
+    let mut child = start(&p, &[]);
+    let mut stdin = child.stdin.take().unwrap();
+    let base = 1_764_000_000_000i64;
+    let feed: String = (0..10)
+        .map(|s| format!("{{\"timestamp\":{}}}\n", base + s * 1000))
+        .collect();
+    stdin.write_all(feed.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    // No later event comes: the window closes once the input has idled
+    // for a second, while weir keeps running.
+    eventually(30, "the idle window to close", || {
+        std::fs::read(&rows).is_ok_and(|b| !b.is_empty())
+    });
+    let got = json_lines(&std::fs::read(&rows).unwrap());
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["n"], 10);
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    drop(stdin);
+    let out = wait_output(child, 60);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        json_lines(&std::fs::read(&rows).unwrap()).len(),
+        1,
+        "emitted once"
+    );
+}

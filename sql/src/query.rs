@@ -245,6 +245,39 @@ impl Query {
         Ok(out)
     }
 
+    /// The input has been idle for `elapsed` (ns of wall-clock time since
+    /// the last event): moves the watermark as far as event time would have
+    /// moved in that time, and returns the rows of the windows that closes.
+    /// Without it, a window stays open until a later event arrives.
+    pub fn idle(&mut self, elapsed: i64) -> Result<Vec<RecordBatch>, Error> {
+        if self.max_time == i64::MIN {
+            return Ok(Vec::new());
+        }
+        let wm = self
+            .max_time
+            .saturating_add(elapsed)
+            .saturating_sub(self.opts.allowed_lateness);
+        if wm <= self.watermark {
+            return Ok(Vec::new());
+        }
+        self.watermark = wm;
+        self.stats.watermark = wm;
+        let Some(run) = self.run.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let Some((agg, post)) = run.aggregate.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for rows in agg.close(wm)? {
+            for r in post.run(rows, &run.plan)? {
+                self.stats.rows += r.num_rows() as u64;
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
     /// The input has ended: closes every open window and returns its rows.
     pub fn finish(&mut self) -> Result<Vec<RecordBatch>, Error> {
         if self.run.is_none() && !self.pending.is_empty() {

@@ -333,6 +333,30 @@ fn windows_close_as_the_watermark_passes_and_the_rest_at_the_end() {
 }
 
 #[test]
+fn an_idle_input_closes_windows_as_wall_clock_time_passes() {
+    let opts = QueryOptions {
+        tables: vec!["logs".into()],
+        allowed_lateness: SEC,
+        ..Default::default()
+    };
+    let sql = "SELECT window_start, count(*) AS n FROM logs GROUP BY tumble(interval '10 seconds')";
+    let mut q = Query::new(sql, opts).unwrap();
+    let mut b = BatchBuf::new();
+    b.log(3 * SEC).field("x", 1).finish().unwrap();
+    assert!(q.push(&b).unwrap().rows.is_empty());
+    // 5 s idle: event time would be 8 s, the watermark 7 s: still open.
+    assert!(q.idle(5 * SEC).unwrap().is_empty());
+    // 8 s idle: the watermark reaches 10 s and [0, 10) closes, once.
+    let rows = q.idle(8 * SEC).unwrap();
+    assert_eq!(rows[0].column(1).as_primitive::<Int64Type>().value(0), 1);
+    assert!(q.idle(9 * SEC).unwrap().is_empty());
+    // An event for the closed window is now late.
+    let mut b = BatchBuf::new();
+    b.log(9 * SEC).field("x", 1).finish().unwrap();
+    assert_eq!(q.push(&b).unwrap().late.len(), 1);
+}
+
+#[test]
 fn percentiles_and_functions_run_per_window() {
     let events = stream(3_000, SEC);
     let sql = "SELECT window_start, service, approx_percentile_cont(latency_ms, 0.99) AS p99,

@@ -256,6 +256,11 @@ pub struct QueryConfig {
     /// window (`"0s"` by default): windows close that much later.
     #[serde(default = "zero_duration")]
     pub allowed_lateness: String,
+    /// When no event has arrived for this long, event time is taken to
+    /// move on with the wall clock, so open windows still close (`"10s"`
+    /// by default; `"0s"` waits for the next event instead).
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: String,
     /// Column types (`string`, `int`, `float`, `bool`, `timestamp`, `any`;
     /// dotted names for nested fields). Inferred from the first batch when
     /// absent.
@@ -265,6 +270,10 @@ pub struct QueryConfig {
 
 fn zero_duration() -> String {
     "0s".into()
+}
+
+fn default_idle_timeout() -> String {
+    "10s".into()
 }
 
 fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {

@@ -8,13 +8,23 @@
 
 use crate::config::{Pipeline, Problem, QueryConfig, LATE};
 use crate::topology::{Output, Rx, Stats};
+use std::time::{Duration, Instant};
 use weir_layout::BatchBuf;
 use weir_sql::{Query, QueryOptions};
 
+/// A query ready to run, with how long its input may idle before event
+/// time moves on with the wall clock.
+pub struct QueryJob {
+    query: Query,
+    idle_timeout: Option<Duration>,
+}
+
 /// Builds the query of `[queries.NAME]`, or says what is wrong with it.
-pub fn build(p: &Pipeline, name: &str, q: &QueryConfig) -> Result<Query, Problem> {
+pub fn build(p: &Pipeline, name: &str, q: &QueryConfig) -> Result<QueryJob, Problem> {
     let lateness = weir_sql::parse_duration(&q.allowed_lateness)
         .map_err(|e| p.problem("queries", name, Some("allowed_lateness"), e))?;
+    let idle = weir_sql::parse_duration(&q.idle_timeout)
+        .map_err(|e| p.problem("queries", name, Some("idle_timeout"), e))?;
     let schema = match &q.schema {
         Some(cols) => {
             let cols: Vec<(String, String)> =
@@ -30,7 +40,12 @@ pub fn build(p: &Pipeline, name: &str, q: &QueryConfig) -> Result<Query, Problem
         schema,
         allowed_lateness: lateness,
     };
-    Query::new(&q.sql, opts).map_err(|e| p.problem("queries", name, Some("sql"), e.to_string()))
+    let query = Query::new(&q.sql, opts)
+        .map_err(|e| p.problem("queries", name, Some("sql"), e.to_string()))?;
+    Ok(QueryJob {
+        query,
+        idle_timeout: (idle > 0).then(|| Duration::from_nanos(idle as u64)),
+    })
 }
 
 /// The names a query's table answers to: each input without an output
@@ -48,11 +63,48 @@ pub fn table_names(inputs: &[String]) -> Vec<String> {
 }
 
 /// Runs the query until its input closes, then closes every window.
-pub fn run(name: &str, mut query: Query, input: Rx, out: Output, late: Output) {
+pub fn run(name: &str, job: QueryJob, input: Rx, out: Output, late: Output) {
+    let QueryJob {
+        mut query,
+        idle_timeout,
+    } = job;
     let stats = out.stats.clone();
     let mut failed = false;
     let mut misfit_logged = false;
-    while let Ok(batch) = input.recv_blocking() {
+    let mut last_event = Instant::now();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a timer runtime starts");
+    loop {
+        let batch = match idle_timeout {
+            None => input.recv_blocking(),
+            Some(idle) => {
+                let wait = idle.saturating_sub(last_event.elapsed()).max(IDLE_TICK);
+                match rt.block_on(async { tokio::time::timeout(wait, input.recv()).await }) {
+                    Ok(received) => received,
+                    Err(_) => {
+                        let since = last_event.elapsed();
+                        if since >= idle && !failed {
+                            match query.idle(since.as_nanos() as i64) {
+                                Ok(rows) => {
+                                    if send_rows(name, &rows, &out).is_err() {
+                                        break;
+                                    }
+                                }
+                                Err(e) => tracing::error!(
+                                    query = name,
+                                    "closing idle windows failed: {e}"
+                                ),
+                            }
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        let Ok(batch) = batch else { break };
+        last_event = Instant::now();
         Stats::add(&stats.events_in, batch.len());
         if failed {
             Stats::add(&stats.errors, batch.len());
@@ -131,6 +183,9 @@ fn send_rows(
     }
     out.send(events)
 }
+
+/// How often an idle query checks the wall clock.
+const IDLE_TICK: Duration = Duration::from_millis(200);
 
 fn drain(input: Rx) {
     while input.recv_blocking().is_ok() {}

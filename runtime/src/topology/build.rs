@@ -297,7 +297,7 @@ fn build_against(
 
     for (name, q) in f.queries.iter().filter(|(n, _)| kept(n).is_none()) {
         let query = match crate::sql::build(p, name, q) {
-            Ok(query) => query,
+            Ok(job) => job,
             Err(problem) => {
                 problems.push(problem);
                 continue;
