@@ -50,24 +50,6 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
     Ok(total)
 }
 
-/// A duration in nanoseconds as the shortest usual text (`1m`, `90s`, `250ms`).
-pub fn format_duration(ns: i64) -> String {
-    const UNITS: [(i64, &str); 6] = [
-        (86_400_000_000_000, "d"),
-        (3_600_000_000_000, "h"),
-        (60_000_000_000, "m"),
-        (1_000_000_000, "s"),
-        (1_000_000, "ms"),
-        (1_000, "us"),
-    ];
-    for (n, unit) in UNITS {
-        if ns != 0 && ns % n == 0 {
-            return format!("{}{unit}", ns / n);
-        }
-    }
-    format!("{ns}ns")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,7 +67,5 @@ mod tests {
         assert!(parse_duration("3 fortnights")
             .unwrap_err()
             .contains("unknown unit `fortnights`"));
-        assert_eq!(format_duration(90_000_000_000), "90s");
-        assert_eq!(format_duration(60_000_000_000), "1m");
     }
 }

@@ -36,8 +36,8 @@ mod to_arrow;
 mod to_events;
 pub mod window;
 
-pub use interval::{format_duration, parse_duration};
-pub use query::{check, Pushed, Query, QueryOptions, QueryStats};
+pub use interval::parse_duration;
+pub use query::{Pushed, Query, QueryOptions, QueryStats};
 pub use to_arrow::Converter;
 pub use to_events::{append_rows, rfc3339};
 pub use window::{tables, Window};

@@ -28,8 +28,6 @@ use std::sync::Arc;
 /// A planned streaming query.
 pub struct Plan {
     pub window: Option<Window>,
-    /// The table: the events' columns, plus the window columns when windowed.
-    pub table: SchemaRef,
     /// The columns of the events the query reads (`_time` first): the only
     /// ones converted from each batch.
     pub read: SchemaRef,
@@ -128,7 +126,6 @@ impl Plan {
             let (read, input) = steps.read(&table);
             return Ok(Plan {
                 window: None,
-                table,
                 read,
                 input,
                 steps,
@@ -161,7 +158,6 @@ impl Plan {
         };
         Ok(Plan {
             window: q.window,
-            table,
             read,
             input,
             steps,

@@ -101,18 +101,9 @@ impl Query {
         Ok(q)
     }
 
-    pub fn window(&self) -> Option<Window> {
-        self.rewritten.window
-    }
-
     /// The columns of the rows, once planned.
     pub fn output_schema(&self) -> Option<SchemaRef> {
         self.run.as_ref().map(|r| r.plan.output.clone())
-    }
-
-    /// The input table's columns, once planned.
-    pub fn table_schema(&self) -> Option<SchemaRef> {
-        self.run.as_ref().map(|r| r.plan.table.clone())
     }
 
     /// The columns converted from each batch: the ones the query reads.
@@ -364,9 +355,4 @@ fn with_window_columns(
         TimestampNanosecondArray::from(ends).with_timezone("UTC"),
     ));
     Ok(RecordBatch::try_new(schema.clone(), cols)?)
-}
-
-/// Checks that `sql` parses and, with a declared schema, plans.
-pub fn check(sql: &str, opts: &QueryOptions) -> Result<(), Error> {
-    Query::new(sql, opts.clone()).map(|_| ())
 }

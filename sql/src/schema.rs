@@ -216,16 +216,6 @@ pub(crate) fn is_any(f: &Field) -> bool {
     f.metadata().contains_key(ANY)
 }
 
-/// The schema as `name type` lines, for `weir sql --schema` and errors.
-pub fn describe(schema: &Schema) -> String {
-    schema
-        .fields()
-        .iter()
-        .map(|f| format!("{} {}", f.name(), f.data_type()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 pub(crate) type SchemaRef = Arc<Schema>;
 
 #[cfg(test)]
@@ -264,6 +254,15 @@ mod tests {
             panic!("struct")
         };
         assert_eq!(http.len(), 2);
+    }
+
+    fn describe(schema: &Schema) -> String {
+        schema
+            .fields()
+            .iter()
+            .map(|f| format!("{} {}", f.name(), f.data_type()))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     #[test]

@@ -46,10 +46,6 @@ impl Converter {
         }
     }
 
-    pub fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
     /// Converts a whole batch.
     pub fn convert(&mut self, batch: &BatchBuf) -> RecordBatch {
         for event in batch.iter() {

@@ -409,7 +409,7 @@ fn plain_queries_run_per_batch_and_nested_fields_are_reachable() {
         ..Default::default()
     };
     let mut q = Query::new(
-        "SELECT service, http['status'] AS status FROM logs WHERE http['status'] >= 500",
+        "SELECT service, http['status'] AS status FROM logs WHERE http.status >= 500",
         opts,
     )
     .unwrap();
