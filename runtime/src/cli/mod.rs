@@ -50,37 +50,7 @@ enum Command {
     /// The files are the table `events`, read in order as one stream. Each
     /// event's time comes from --timestamp-field; every window closes at the
     /// end of the input. Windows: tumble(w), hop(slide, w), session(gap).
-    Sql {
-        /// One SELECT statement over `events` (with --live: over the
-        /// component named in FROM).
-        sql: String,
-        /// The input files (JSON lines, or text with --format text).
-        #[arg(required_unless_present = "live")]
-        files: Vec<PathBuf>,
-        /// Instead of files, run the query over a running pipeline's live
-        /// stream from now on, through its admin API (`[api]` in the
-        /// pipeline), printing each closed window's rows as JSON lines until
-        /// Ctrl-C. The pipeline is not disturbed.
-        #[arg(long, value_name = "URL", conflicts_with = "files")]
-        live: Option<String>,
-        /// How rows are printed.
-        #[arg(long = "output", short = 'o', value_enum, default_value = "table")]
-        output: sql::Output,
-        /// How the files are decoded: json or text.
-        #[arg(long, default_value = "json")]
-        format: String,
-        /// How far behind the newest event an event still counts for its
-        /// window (e.g. 30s); older ones are reported as late.
-        #[arg(long, default_value = "0s", value_name = "DURATION")]
-        allowed_lateness: String,
-        /// The field holding each event's time (RFC 3339 or epoch numbers).
-        #[arg(long, default_value = "timestamp", value_name = "FIELD")]
-        timestamp_field: String,
-        /// A column's type, as COLUMN=TYPE (repeatable; the rest are not
-        /// columns). Without it, the first events decide the types.
-        #[arg(long, value_name = "COLUMN=TYPE")]
-        schema: Vec<String>,
-    },
+    Sql(sql::Args),
     /// Work with plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -123,29 +93,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config, watch } => run::run(&config, watch),
         Command::Validate { config } => run::validate(&config),
-        Command::Sql {
-            sql,
-            files,
-            output,
-            format,
-            allowed_lateness,
-            timestamp_field,
-            schema,
-            live,
-        } => match live {
-            Some(url) => sql::live(&url, &sql, &allowed_lateness),
-            None => crate::codec::Format::parse(&format).and_then(|format| {
-                sql::run(sql::Args {
-                    sql,
-                    files,
-                    output,
-                    format,
-                    allowed_lateness,
-                    timestamp_field,
-                    schema,
-                })
-            }),
-        },
+        Command::Sql(args) => sql::main(args),
         Command::Plugin(PluginCommand::Run {
             plugin,
             config,

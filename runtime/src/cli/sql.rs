@@ -23,19 +23,51 @@ pub enum Output {
     Csv,
 }
 
+#[derive(clap::Args)]
 pub struct Args {
-    pub sql: String,
-    pub files: Vec<PathBuf>,
-    pub output: Output,
-    pub format: Format,
-    pub allowed_lateness: String,
-    pub timestamp_field: String,
-    pub schema: Vec<String>,
+    /// One SELECT statement over `events` (with --live: over the
+    /// component named in FROM).
+    sql: String,
+    /// The input files (JSON lines, or text with --format text).
+    #[arg(required_unless_present = "live")]
+    files: Vec<PathBuf>,
+    /// Instead of files, run the query over a running pipeline's live
+    /// stream from now on, through its admin API (`[api]` in the
+    /// pipeline), printing each closed window's rows as JSON lines until
+    /// Ctrl-C. The pipeline is not disturbed.
+    #[arg(long, value_name = "URL", conflicts_with = "files")]
+    live: Option<String>,
+    /// How rows are printed.
+    #[arg(long = "output", short = 'o', value_enum, default_value = "table")]
+    output: Output,
+    /// How the files are decoded: json or text.
+    #[arg(long, default_value = "json")]
+    format: String,
+    /// How far behind the newest event an event still counts for its
+    /// window (e.g. 30s); older ones are reported as late.
+    #[arg(long, default_value = "0s", value_name = "DURATION")]
+    allowed_lateness: String,
+    /// The field holding each event's time (RFC 3339 or epoch numbers).
+    #[arg(long, default_value = "timestamp", value_name = "FIELD")]
+    timestamp_field: String,
+    /// A column's type, as COLUMN=TYPE (repeatable; the rest are not
+    /// columns). Without it, the first events decide the types.
+    #[arg(long, value_name = "COLUMN=TYPE")]
+    schema: Vec<String>,
 }
 
 const BATCH: usize = 4096;
 
-pub fn run(a: Args) -> Result<ExitCode> {
+/// `weir sql`: over files, or `--live` over a running pipeline.
+pub fn main(a: Args) -> Result<ExitCode> {
+    match &a.live {
+        Some(url) => live(url, &a.sql, &a.allowed_lateness),
+        None => run(a),
+    }
+}
+
+fn run(a: Args) -> Result<ExitCode> {
+    let format = Format::parse(&a.format)?;
     if a.files.is_empty() {
         bail!("name at least one file to query (they are the table `events`)");
     }
@@ -60,7 +92,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         allowed_lateness: lateness,
     };
     let mut query = Query::new(&a.sql, opts)?;
-    let mut decoder = Decoder::new(a.format, &a.timestamp_field, DEFAULT_MAX_LINE_BYTES);
+    let mut decoder = Decoder::new(format, &a.timestamp_field, DEFAULT_MAX_LINE_BYTES);
     let mut rows: Vec<RecordBatch> = Vec::new();
     let mut late = 0usize;
     let now = crate::codec::timestamp::now_ns();
@@ -166,7 +198,7 @@ fn print(
 
 /// `weir sql --live URL`: streams the rows of a query attached to a running
 /// pipeline until Ctrl-C (which closes the connection and detaches it).
-pub fn live(url: &str, sql: &str, allowed_lateness: &str) -> Result<ExitCode> {
+fn live(url: &str, sql: &str, allowed_lateness: &str) -> Result<ExitCode> {
     use std::io::BufRead;
     let endpoint = format!("{}/sql", url.trim_end_matches('/'));
     let client = reqwest::blocking::Client::builder().timeout(None).build()?;
