@@ -90,10 +90,7 @@ impl Query {
             pending: Vec::new(),
             max_time: i64::MIN,
             watermark: i64::MIN,
-            stats: QueryStats {
-                watermark: i64::MIN,
-                ..Default::default()
-            },
+            stats: QueryStats::default(),
         };
         if let Some(schema) = q.opts.schema.clone() {
             q.run = Some(q.start(&schema)?);
@@ -113,6 +110,7 @@ impl Query {
 
     pub fn stats(&self) -> QueryStats {
         let mut s = self.stats;
+        s.watermark = self.watermark;
         if let Some(r) = &self.run {
             s.misfits = r.converter.misfits;
             s.open_windows = r.aggregate.as_ref().map_or(0, |(a, _)| a.open_windows());
@@ -180,7 +178,6 @@ impl Query {
             }
             self.max_time = max;
             self.watermark = wm;
-            self.stats.watermark = wm;
             self.stats.late += out.late.len() as u64;
         }
         let table = match on_time {
@@ -188,7 +185,7 @@ impl Query {
             None => table,
         };
 
-        let Some((agg, post)) = run.aggregate.as_mut() else {
+        let Some((agg, _)) = run.aggregate.as_mut() else {
             let rows = run.plan.steps.run(table)?;
             self.stats.rows += rows.num_rows() as u64;
             out.rows.push(rows);
@@ -201,12 +198,7 @@ impl Query {
         )?;
         let input = run.plan.steps.run(table)?;
         agg.update(&input)?;
-        for rows in agg.close(self.watermark)? {
-            for r in post.run(rows, &run.plan)? {
-                self.stats.rows += r.num_rows() as u64;
-                out.rows.push(r);
-            }
-        }
+        out.rows = self.close(self.watermark)?;
         Ok(out)
     }
 
@@ -252,21 +244,7 @@ impl Query {
             return Ok(Vec::new());
         }
         self.watermark = wm;
-        self.stats.watermark = wm;
-        let Some(run) = self.run.as_mut() else {
-            return Ok(Vec::new());
-        };
-        let Some((agg, post)) = run.aggregate.as_mut() else {
-            return Ok(Vec::new());
-        };
-        let mut out = Vec::new();
-        for rows in agg.close(wm)? {
-            for r in post.run(rows, &run.plan)? {
-                self.stats.rows += r.num_rows() as u64;
-                out.push(r);
-            }
-        }
-        Ok(out)
+        self.close(wm)
     }
 
     /// The input has ended: closes every open window and returns its rows.
@@ -278,6 +256,12 @@ impl Query {
             self.pending.clear();
             self.run = Some(self.start(&inferred)?);
         }
+        self.close(i64::MAX)
+    }
+
+    /// Closes the windows that end at or before `wm` and runs what sits
+    /// above the aggregate over their rows.
+    fn close(&mut self, wm: i64) -> Result<Vec<RecordBatch>, Error> {
         let Some(run) = self.run.as_mut() else {
             return Ok(Vec::new());
         };
@@ -285,7 +269,7 @@ impl Query {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
-        for rows in agg.close(i64::MAX)? {
+        for rows in agg.close(wm)? {
             for r in post.run(rows, &run.plan)? {
                 self.stats.rows += r.num_rows() as u64;
                 out.push(r);

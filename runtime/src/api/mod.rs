@@ -7,7 +7,6 @@
 //! component through a tap: it gets what fits in its queue and never slows
 //! the pipeline down, and detaching leaves the pipeline as it was.
 
-use crate::codec::json_encode;
 use crate::topology::WeakOutput;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query as Params, State};
@@ -122,21 +121,11 @@ async fn live_sql(
     tracing::info!(component = %name, "live query attached");
     std::thread::spawn(move || {
         let send = |rows: &[weir_sql::arrow::array::RecordBatch]| -> bool {
-            let mut events = BatchBuf::new();
-            for r in rows {
-                if weir_sql::append_rows(r, &mut events, 0).is_err() {
-                    return true;
-                }
-            }
-            if events.is_empty() {
-                return true;
-            }
             let mut buf = Vec::new();
-            for e in events.iter() {
-                json_encode::write_event(&mut buf, &e);
-                buf.push(b'\n');
+            if let Err(e) = crate::sql::json_lines(rows, &mut buf) {
+                buf = (serde_json::json!({ "_error": e.to_string() }).to_string() + "\n").into();
             }
-            tx.blocking_send(Bytes::from(buf)).is_ok()
+            buf.is_empty() || tx.blocking_send(Bytes::from(buf)).is_ok()
         };
         while let Ok(batch) = tap_rx.recv_blocking() {
             match query.push(&batch) {

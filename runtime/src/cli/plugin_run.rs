@@ -41,10 +41,7 @@ pub fn run(path: &Path, config: &[String], format: &str) -> Result<ExitCode> {
     let mut flush = |batch: BatchBuf, out: &mut dyn Write| -> Result<usize> {
         let result = worker.process(batch, &stats).out;
         let mut buf = Vec::new();
-        for e in result.iter() {
-            json_encode::write_event(&mut buf, &e);
-            buf.push(b'\n');
-        }
+        json_encode::write_lines(&mut buf, &result);
         out.write_all(&buf)?;
         Ok(result.len())
     };

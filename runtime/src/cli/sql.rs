@@ -3,7 +3,7 @@
 //! and lateness rules as a `[queries.*]` section, and every window closes at
 //! the end of the input.
 
-use crate::codec::{for_each_line, json_encode, Decoder, Format, DEFAULT_MAX_LINE_BYTES};
+use crate::codec::{for_each_line, Decoder, Format, DEFAULT_MAX_LINE_BYTES};
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 use std::io::Write;
@@ -171,18 +171,9 @@ fn print(
             writeln!(out, "{text}")?;
         }
         Output::Json => {
-            let mut events = BatchBuf::new();
             let mut buf = Vec::new();
-            for r in rows {
-                events.clear();
-                weir_sql::append_rows(r, &mut events, 0)?;
-                buf.clear();
-                for e in events.iter() {
-                    json_encode::write_event(&mut buf, &e);
-                    buf.push(b'\n');
-                }
-                out.write_all(&buf)?;
-            }
+            crate::sql::json_lines(rows, &mut buf)?;
+            out.write_all(&buf)?;
         }
         Output::Csv => {
             let mut w = weir_sql::arrow::csv::WriterBuilder::new()

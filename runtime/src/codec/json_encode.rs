@@ -2,6 +2,14 @@
 
 use weir_layout::{EventKind, EventView, MetricValue, Value};
 
+/// Appends every event of `batch` as a JSON line.
+pub fn write_lines(out: &mut Vec<u8>, batch: &weir_layout::BatchBuf) {
+    for event in batch.iter() {
+        write_event(out, &event);
+        out.push(b'\n');
+    }
+}
+
 /// Appends `event` as one JSON object (no newline).
 ///
 /// Logs print their fields; metrics print name, kind, labels, value and time.

@@ -5,7 +5,7 @@ pub mod prometheus;
 
 use crate::codec::json_encode;
 use crate::config::SinkConfig;
-use crate::topology::{Rx, Shutdown, Stats};
+use crate::topology::{drain, Rx, Shutdown, Stats};
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -39,7 +39,7 @@ pub fn run(
                 Err(e) => {
                     tracing::error!(sink = name, "cannot open {}: {e}", path.display());
                     shutdown.trigger();
-                    return drain(input);
+                    return drain(&input);
                 }
             }
         }
@@ -54,21 +54,14 @@ pub fn run(
             continue;
         }
         buf.clear();
-        for event in batch.iter() {
-            json_encode::write_event(&mut buf, &event);
-            buf.push(b'\n');
-        }
+        json_encode::write_lines(&mut buf, &batch);
         if let Err(e) = writer.write_all(&buf).and_then(|()| writer.flush()) {
             if e.kind() != std::io::ErrorKind::BrokenPipe {
                 tracing::error!(sink = name, "cannot write: {e}; stopping the pipeline");
             }
             shutdown.trigger();
-            return drain(input);
+            return drain(&input);
         }
         Stats::add(&stats.events_out, batch.len());
     }
-}
-
-fn drain(input: Rx) {
-    while input.recv_blocking().is_ok() {}
 }

@@ -6,10 +6,12 @@
 //! (reason `late`) whether or not anything reads that output. When the input ends,
 //! every open window closes, so the last windows are never lost.
 
+use crate::codec::json_encode;
 use crate::config::{Pipeline, Problem, QueryConfig, LATE};
-use crate::topology::{Output, Rx, Stats};
+use crate::topology::{drain, Output, Rx, Stats};
 use std::time::{Duration, Instant};
-use weir_layout::BatchBuf;
+use weir_layout::{BatchBuf, LayoutError};
+use weir_sql::arrow::array::RecordBatch;
 use weir_sql::{Query, QueryOptions};
 
 /// A query ready to run, with how long its input may idle before event
@@ -161,12 +163,12 @@ pub fn run(name: &str, job: QueryJob, input: Rx, out: Output, late: Output) {
     if s.misfits > 0 {
         stats.count_reason("misfit", s.misfits);
     }
-    drain(input);
+    drain(&input);
 }
 
 fn send_rows(
     name: &str,
-    rows: &[weir_sql::arrow::array::RecordBatch],
+    rows: &[RecordBatch],
     out: &Output,
 ) -> Result<(), crate::topology::Closed> {
     let n: usize = rows.iter().map(|r| r.num_rows()).sum();
@@ -184,12 +186,18 @@ fn send_rows(
     out.send(events)
 }
 
+/// Query rows as JSON lines, as a sink writes their events.
+pub fn json_lines(rows: &[RecordBatch], out: &mut Vec<u8>) -> Result<(), LayoutError> {
+    let mut events = BatchBuf::new();
+    for r in rows {
+        weir_sql::append_rows(r, &mut events, 0)?;
+    }
+    json_encode::write_lines(out, &events);
+    Ok(())
+}
+
 /// How often an idle query checks the wall clock.
 const IDLE_TICK: Duration = Duration::from_millis(200);
-
-fn drain(input: Rx) {
-    while input.recv_blocking().is_ok() {}
-}
 
 /// The name of a query's late-events output.
 pub fn late_output(name: &str) -> String {

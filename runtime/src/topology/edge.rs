@@ -11,6 +11,12 @@ use weir_layout::BatchBuf;
 pub type Tx = async_channel::Sender<BatchBuf>;
 pub type Rx = async_channel::Receiver<BatchBuf>;
 
+/// Receives and discards until every producer has gone: a component that
+/// cannot go on keeps its input moving so upstream components can finish.
+pub fn drain(input: &Rx) {
+    while input.recv_blocking().is_ok() {}
+}
+
 /// Counters of one component.
 #[derive(Debug, Default)]
 pub struct Stats {

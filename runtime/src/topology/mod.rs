@@ -13,5 +13,5 @@ mod edge;
 mod reload;
 
 pub use build::{build, Built, Running};
-pub use edge::{Closed, Output, Rx, Shutdown, Stats, Tx, WeakOutput};
+pub use edge::{drain, Closed, Output, Rx, Shutdown, Stats, Tx, WeakOutput};
 pub use reload::Swap;
