@@ -223,7 +223,7 @@ inputs = ["errors.late"]
 }
 
 #[test]
-fn validate_points_at_the_query_that_is_wrong() {
+fn validate_points_at_the_queries_and_sinks_that_are_wrong() {
     let dir = tempfile::tempdir().unwrap();
     let p = pipeline(
         dir.path(),
@@ -245,6 +245,12 @@ sql = "SELECT service, count(*) FROM app GROUP BY service"
 [sinks.out]
 type = "blackhole"
 inputs = ["bad", "worse", "worse.late"]
+
+[sinks.metrics]
+type = "prometheus_exporter"
+inputs = ["bad"]
+expire_after = "5 mins ago"
+address = "localhost"
 "#,
     );
     let out = run(weir().args(["validate", "-c"]).arg(&p), b"", 60);
@@ -259,6 +265,18 @@ inputs = ["bad", "worse", "worse.late"]
     assert!(
         err.contains(
             "pipeline.toml:14: [queries.worse] sql: an aggregate over a stream needs a window"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "pipeline.toml:23: [sinks.metrics] expire_after: `5 mins ago` is not a duration"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "pipeline.toml:24: [sinks.metrics] address: `localhost` is not a host:port address"
         ),
         "{err}"
     );

@@ -73,13 +73,18 @@ fn batches(events: &[Ev]) -> Vec<BatchBuf> {
 /// `(window start, window end, service, count, sum)`, sorted.
 type Rows = Vec<(i64, i64, String, i64, i64)>;
 
+/// Options for a query over the table `logs`.
+fn logs(allowed_lateness: i64) -> QueryOptions {
+    QueryOptions {
+        tables: vec!["logs".into()],
+        allowed_lateness,
+        ..Default::default()
+    }
+}
+
 /// Runs weir's query over the stream; rows sorted by window and service.
 fn weir(sql: &str, events: &[Ev], lateness: i64) -> (Rows, u64) {
-    let opts = QueryOptions {
-        tables: vec!["logs".into()],
-        allowed_lateness: lateness,
-        ..Default::default()
-    };
+    let opts = logs(lateness);
     let mut q = Query::new(sql, opts).unwrap();
     let mut rows = Vec::new();
     for b in batches(events) {
@@ -300,11 +305,7 @@ fn session_windows_match_gaps_computed_by_hand() {
 
 #[test]
 fn windows_close_as_the_watermark_passes_and_the_rest_at_the_end() {
-    let opts = QueryOptions {
-        tables: vec!["logs".into()],
-        allowed_lateness: SEC,
-        ..Default::default()
-    };
+    let opts = logs(SEC);
     let sql = "SELECT window_start, count(*) AS n FROM logs GROUP BY tumble(interval '10 seconds')";
     let mut q = Query::new(sql, opts).unwrap();
     let mut b = BatchBuf::new();
@@ -334,11 +335,7 @@ fn windows_close_as_the_watermark_passes_and_the_rest_at_the_end() {
 
 #[test]
 fn an_idle_input_closes_windows_as_wall_clock_time_passes() {
-    let opts = QueryOptions {
-        tables: vec!["logs".into()],
-        allowed_lateness: SEC,
-        ..Default::default()
-    };
+    let opts = logs(SEC);
     let sql = "SELECT window_start, count(*) AS n FROM logs GROUP BY tumble(interval '10 seconds')";
     let mut q = Query::new(sql, opts).unwrap();
     let mut b = BatchBuf::new();
@@ -365,11 +362,7 @@ fn percentiles_and_functions_run_per_window() {
                FROM logs WHERE latency_ms >= 0
                GROUP BY tumble(interval '1 minute'), service HAVING count(*) > 0
                ORDER BY service";
-    let opts = QueryOptions {
-        tables: vec!["logs".into()],
-        allowed_lateness: 200 * SEC,
-        ..Default::default()
-    };
+    let opts = logs(200 * SEC);
     let mut q = Query::new(sql, opts).unwrap();
     let mut rows = Vec::new();
     for b in batches(&events) {
@@ -404,10 +397,7 @@ fn percentiles_and_functions_run_per_window() {
 
 #[test]
 fn plain_queries_run_per_batch_and_nested_fields_are_reachable() {
-    let opts = QueryOptions {
-        tables: vec!["logs".into()],
-        ..Default::default()
-    };
+    let opts = logs(0);
     let mut q = Query::new(
         "SELECT service, http['status'] AS status FROM logs WHERE http.status >= 500",
         opts,
@@ -443,9 +433,8 @@ fn plain_queries_run_per_batch_and_nested_fields_are_reachable() {
 #[test]
 fn what_cannot_stream_is_refused_with_a_reason() {
     let opts = QueryOptions {
-        tables: vec!["logs".into()],
         schema: Some(weir_sql::schema::declared(&[("service".into(), "string".into())]).unwrap()),
-        ..Default::default()
+        ..logs(0)
     };
     let err = |sql: &str| Query::new(sql, opts.clone()).err().expect(sql).to_string();
     assert!(err("SELECT service, count(*) FROM logs GROUP BY service").contains("needs a window"));
@@ -469,10 +458,7 @@ fn what_cannot_stream_is_refused_with_a_reason() {
 
 #[test]
 fn events_wait_for_a_column_the_first_batch_lacks() {
-    let opts = QueryOptions {
-        tables: vec!["logs".into()],
-        ..Default::default()
-    };
+    let opts = logs(0);
     let mut q = Query::new(
         "SELECT window_start, count(level) AS n FROM logs GROUP BY tumble(interval '1 minute')",
         opts.clone(),
@@ -501,10 +487,7 @@ fn events_wait_for_a_column_the_first_batch_lacks() {
 
 #[test]
 fn a_value_of_the_wrong_type_is_counted_and_null() {
-    let opts = QueryOptions {
-        tables: vec!["logs".into()],
-        ..Default::default()
-    };
+    let opts = logs(0);
     let mut q = Query::new(
         "SELECT window_start, count(*) AS n, count(latency_ms) AS with_latency FROM logs GROUP BY tumble(interval '1 minute')",
         opts,

@@ -8,7 +8,7 @@
 //! not linger. Served as OpenMetrics text on `http://ADDRESS/metrics`.
 
 use crate::config::PrometheusExporterSink;
-use crate::topology::{Rx, Shutdown, Stats};
+use crate::topology::{drain, Rx, Shutdown, Stats};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -72,9 +72,11 @@ pub fn run(
     stats: Arc<Stats>,
     shutdown: Shutdown,
 ) {
-    let expire_after = Duration::from_nanos(
-        weir_sql::parse_duration(&cfg.expire_after).unwrap_or(300_000_000_000) as u64,
-    );
+    // Checked when the pipeline was built.
+    let expire_after = weir_sql::parse_duration(&cfg.expire_after)
+        .map_or(Duration::from_secs(300), |ns| {
+            Duration::from_nanos(ns as u64)
+        });
     let namespace = cfg
         .namespace
         .clone()
@@ -89,8 +91,7 @@ pub fn run(
                 cfg.address
             );
             shutdown.trigger();
-            while input.recv_blocking().is_ok() {}
-            return;
+            return drain(&input);
         }
     };
     tracing::info!(

@@ -351,6 +351,20 @@ fn build_against(
                 }
                 Some(path)
             }
+            SinkConfig::PrometheusExporter(e) => {
+                if let Err(msg) = weir_sql::parse_duration(&e.expire_after) {
+                    problems.push(p.problem("sinks", name, Some("expire_after"), msg));
+                }
+                if let Err(err) = std::net::ToSocketAddrs::to_socket_addrs(e.address.as_str()) {
+                    problems.push(p.problem(
+                        "sinks",
+                        name,
+                        Some("address"),
+                        format!("`{}` is not a host:port address: {err}", e.address),
+                    ));
+                }
+                None
+            }
             _ => None,
         };
         let (n, cfg, sd) = (name.clone(), s.clone(), shutdown.clone());
