@@ -96,14 +96,14 @@ fn main() {
                 .unwrap()
                 .rows
                 .iter()
-                .map(|r| r.num_rows())
+                .map(|r| r.batch.num_rows())
                 .sum::<usize>();
         });
         rows += q
             .finish()
             .unwrap()
             .iter()
-            .map(|r| r.num_rows())
+            .map(|r| r.batch.num_rows())
             .sum::<usize>();
         cpu_now() - start
     });

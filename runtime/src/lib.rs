@@ -15,6 +15,7 @@
 //! running.wait();
 //! ```
 
+pub mod alerts;
 pub mod api;
 pub mod cli;
 pub mod codec;
@@ -25,3 +26,9 @@ pub mod sources;
 pub mod sql;
 pub mod topology;
 pub mod transforms;
+
+/// Makes ring the TLS crypto provider (for Slack, webhooks, and the CLI's
+/// HTTP calls); idempotent.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

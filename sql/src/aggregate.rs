@@ -211,8 +211,9 @@ impl WindowedAggregate {
     }
 
     /// Closes every window whose end is at or before `watermark` and returns
-    /// their rows (group columns, then aggregate values), oldest first.
-    pub fn close(&mut self, watermark: i64) -> Result<Vec<RecordBatch>, Error> {
+    /// each one's end and rows (group columns, then aggregate values),
+    /// oldest first.
+    pub fn close(&mut self, watermark: i64) -> Result<Vec<(i64, RecordBatch)>, Error> {
         let mut out = Vec::new();
         match self.window {
             Window::Session { gap } => {
@@ -222,7 +223,7 @@ impl WindowedAggregate {
                     } else {
                         self.sessions.decode(&key)?
                     };
-                    out.push(self.rows(start, last + gap, keys, &mut g)?);
+                    out.push((last + gap, self.rows(start, last + gap, keys, &mut g)?));
                 }
             }
             _ => {
@@ -237,7 +238,10 @@ impl WindowedAggregate {
                         Some(v) => v.emit(EmitTo::All)?,
                         None => Vec::new(),
                     };
-                    out.push(self.rows(start, start + width, keys, &mut g)?);
+                    out.push((
+                        start + width,
+                        self.rows(start, start + width, keys, &mut g)?,
+                    ));
                 }
             }
         }

@@ -24,10 +24,11 @@
 //! }
 //! assert!(query.push(&batch).unwrap().rows.is_empty()); // the minute is still open
 //! let rows = query.finish().unwrap();                   // input ended: it closes
-//! assert_eq!(rows[0].num_rows(), 1);
+//! assert_eq!(rows[0].batch.num_rows(), 1);
 //! ```
 
 mod aggregate;
+mod condition;
 mod interval;
 mod plan;
 mod query;
@@ -36,8 +37,9 @@ mod to_arrow;
 mod to_events;
 pub mod window;
 
+pub use condition::{check_syntax, Condition};
 pub use interval::parse_duration;
-pub use query::{Pushed, Query, QueryOptions, QueryStats};
+pub use query::{batches, Pushed, Query, QueryOptions, QueryStats, Rows};
 pub use to_arrow::Converter;
 pub use to_events::{append_rows, rfc3339};
 pub use window::{tables, Window};

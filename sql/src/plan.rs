@@ -17,6 +17,7 @@ use arrow::datatypes::{Field, Schema};
 use datafusion::catalog::memory::{DataSourceExec, MemorySourceConfig};
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
@@ -37,6 +38,8 @@ pub struct Plan {
     /// The aggregate (raw-input mode) and what runs above it.
     pub aggregate: Option<(Arc<AggregateExec>, Post)>,
     pub output: SchemaRef,
+    /// Output columns that carry `GROUP BY` values (not the window's).
+    pub keys: Vec<String>,
     ctx: SessionContext,
     /// Runs DataFusion's (async) plans on the query's own thread.
     rt: tokio::runtime::Runtime,
@@ -131,6 +134,7 @@ impl Plan {
                 steps,
                 aggregate: None,
                 output,
+                keys: Vec::new(),
                 ctx,
                 rt,
             });
@@ -149,6 +153,7 @@ impl Plan {
                 "GROUPING SETS, CUBE and ROLLUP do not run over streams".into(),
             ));
         }
+        let keys = key_columns(&top, &above);
         let agg = Arc::new(agg.clone());
         let steps = Steps::new(agg.input())?;
         let (read, input) = steps.read(&table);
@@ -163,6 +168,7 @@ impl Plan {
             steps,
             aggregate: Some((agg, post)),
             output,
+            keys,
             ctx,
             rt,
         })
@@ -171,6 +177,48 @@ impl Plan {
     pub fn task_ctx(&self) -> Arc<datafusion::execution::TaskContext> {
         self.ctx.task_ctx()
     }
+}
+
+/// Follows the aggregate's group columns (but the window's) up through the
+/// nodes above it, to the output columns that still carry them unchanged.
+fn key_columns(top: &Arc<dyn ExecutionPlan>, above: &[Arc<dyn ExecutionPlan>]) -> Vec<String> {
+    let groups = top
+        .downcast_ref::<AggregateExec>()
+        .map_or(0, |a| a.group_expr().expr().len());
+    let mut schema = top.schema();
+    let mut keys: Vec<bool> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| i < groups && f.name() != WINDOW_START && f.name() != WINDOW_END)
+        .collect();
+    for node in above.iter().rev() {
+        let out = node.schema();
+        keys = match node.downcast_ref::<ProjectionExec>() {
+            Some(p) => p
+                .expr()
+                .iter()
+                .map(|e| {
+                    e.expr
+                        .downcast_ref::<Column>()
+                        .is_some_and(|c| keys.get(c.index()) == Some(&true))
+                })
+                .collect(),
+            None => out
+                .fields()
+                .iter()
+                .map(|f| schema.index_of(f.name()).is_ok_and(|i| keys[i]))
+                .collect(),
+        };
+        schema = out;
+    }
+    schema
+        .fields()
+        .iter()
+        .zip(keys)
+        .filter(|(_, k)| *k)
+        .map(|(f, _)| f.name().clone())
+        .collect()
 }
 
 fn is_row_wise(n: &dyn ExecutionPlan) -> bool {

@@ -39,9 +39,24 @@ pub struct QueryOptions {
 pub struct Pushed {
     /// Rows of the windows this batch closed (or, without a window, the
     /// batch's own result rows).
-    pub rows: Vec<RecordBatch>,
+    pub rows: Vec<Rows>,
     /// The events that came too late for their windows, unchanged.
     pub late: BatchBuf,
+}
+
+/// Result rows, with the event time they are as of: alert rules evaluate
+/// them at that time, so a replay fires as the live stream would have.
+#[derive(Debug, Clone)]
+pub struct Rows {
+    /// The end of the window the rows are of; without a window, the newest
+    /// event time of the batch.
+    pub window_end: i64,
+    pub batch: RecordBatch,
+}
+
+/// Just the batches, for callers that do not need the times.
+pub fn batches(rows: impl IntoIterator<Item = Rows>) -> Vec<RecordBatch> {
+    rows.into_iter().map(|r| r.batch).collect()
 }
 
 /// Counters of a running query.
@@ -101,6 +116,17 @@ impl Query {
     /// The columns of the rows, once planned.
     pub fn output_schema(&self) -> Option<SchemaRef> {
         self.run.as_ref().map(|r| r.plan.output.clone())
+    }
+
+    /// The window in its `GROUP BY`, if any.
+    pub fn window(&self) -> Option<Window> {
+        self.rewritten.window
+    }
+
+    /// The output columns that come from the `GROUP BY` (other than the
+    /// window's): together they name a group, once planned.
+    pub fn key_columns(&self) -> Option<&[String]> {
+        self.run.as_ref().map(|r| &r.plan.keys[..])
     }
 
     /// The columns converted from each batch: the ones the query reads.
@@ -186,9 +212,10 @@ impl Query {
         };
 
         let Some((agg, _)) = run.aggregate.as_mut() else {
-            let rows = run.plan.steps.run(table)?;
-            self.stats.rows += rows.num_rows() as u64;
-            out.rows.push(rows);
+            let batch = run.plan.steps.run(table)?;
+            self.stats.rows += batch.num_rows() as u64;
+            let window_end = times.iter().copied().max().unwrap_or(i64::MIN);
+            out.rows.push(Rows { window_end, batch });
             return Ok(out);
         };
         let table = with_window_columns(
@@ -232,7 +259,7 @@ impl Query {
     /// the last event): moves the watermark as far as event time would have
     /// moved in that time, and returns the rows of the windows that closes.
     /// Without it, a window stays open until a later event arrives.
-    pub fn idle(&mut self, elapsed: i64) -> Result<Vec<RecordBatch>, Error> {
+    pub fn idle(&mut self, elapsed: i64) -> Result<Vec<Rows>, Error> {
         if self.max_time == i64::MIN {
             return Ok(Vec::new());
         }
@@ -248,7 +275,7 @@ impl Query {
     }
 
     /// The input has ended: closes every open window and returns its rows.
-    pub fn finish(&mut self) -> Result<Vec<RecordBatch>, Error> {
+    pub fn finish(&mut self) -> Result<Vec<Rows>, Error> {
         if self.run.is_none() && !self.pending.is_empty() {
             // The named columns never appeared: plan over what did, for
             // the error that says so.
@@ -261,7 +288,7 @@ impl Query {
 
     /// Closes the windows that end at or before `wm` and runs what sits
     /// above the aggregate over their rows.
-    fn close(&mut self, wm: i64) -> Result<Vec<RecordBatch>, Error> {
+    fn close(&mut self, wm: i64) -> Result<Vec<Rows>, Error> {
         let Some(run) = self.run.as_mut() else {
             return Ok(Vec::new());
         };
@@ -269,10 +296,10 @@ impl Query {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
-        for rows in agg.close(wm)? {
-            for r in post.run(rows, &run.plan)? {
-                self.stats.rows += r.num_rows() as u64;
-                out.push(r);
+        for (window_end, rows) in agg.close(wm)? {
+            for batch in post.run(rows, &run.plan)? {
+                self.stats.rows += batch.num_rows() as u64;
+                out.push(Rows { window_end, batch });
             }
         }
         Ok(out)

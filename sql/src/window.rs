@@ -65,6 +65,17 @@ impl Window {
             Window::Session { .. } => None,
         }
     }
+
+    /// How far apart the ends of successive windows of one group are: the
+    /// width, the slide, or for sessions the gap (the soonest a later
+    /// session of the same group can close).
+    pub fn step(&self) -> i64 {
+        match *self {
+            Window::Tumble { width } => width,
+            Window::Hop { slide, .. } => slide,
+            Window::Session { gap } => gap,
+        }
+    }
 }
 
 /// A query with its window call rewritten away.

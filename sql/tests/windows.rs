@@ -88,9 +88,9 @@ fn weir(sql: &str, events: &[Ev], lateness: i64) -> (Rows, u64) {
     let mut q = Query::new(sql, opts).unwrap();
     let mut rows = Vec::new();
     for b in batches(events) {
-        rows.extend(q.push(&b).unwrap().rows);
+        rows.extend(weir_sql::batches(q.push(&b).unwrap().rows));
     }
-    rows.extend(q.finish().unwrap());
+    rows.extend(weir_sql::batches(q.finish().unwrap()));
     let mut out = Vec::new();
     for r in &rows {
         let start = r.column(0).as_primitive::<TimestampNanosecondType>();
@@ -325,10 +325,13 @@ fn windows_close_as_the_watermark_passes_and_the_rest_at_the_end() {
         "late events leave unchanged"
     );
     assert_eq!(pushed.rows.len(), 1);
-    let n = pushed.rows[0].column(1).as_primitive::<Int64Type>();
+    let n = pushed.rows[0].batch.column(1).as_primitive::<Int64Type>();
     assert_eq!(n.value(0), 3);
     let rest = q.finish().unwrap();
-    assert_eq!(rest[0].column(1).as_primitive::<Int64Type>().value(0), 3);
+    assert_eq!(
+        rest[0].batch.column(1).as_primitive::<Int64Type>().value(0),
+        3
+    );
     assert_eq!(q.stats().late, 1);
     assert_eq!(q.stats().open_windows, 0);
 }
@@ -345,7 +348,10 @@ fn an_idle_input_closes_windows_as_wall_clock_time_passes() {
     assert!(q.idle(5 * SEC).unwrap().is_empty());
     // 8 s idle: the watermark reaches 10 s and [0, 10) closes, once.
     let rows = q.idle(8 * SEC).unwrap();
-    assert_eq!(rows[0].column(1).as_primitive::<Int64Type>().value(0), 1);
+    assert_eq!(
+        rows[0].batch.column(1).as_primitive::<Int64Type>().value(0),
+        1
+    );
     assert!(q.idle(9 * SEC).unwrap().is_empty());
     // An event for the closed window is now late.
     let mut b = BatchBuf::new();
@@ -366,9 +372,9 @@ fn percentiles_and_functions_run_per_window() {
     let mut q = Query::new(sql, opts).unwrap();
     let mut rows = Vec::new();
     for b in batches(&events) {
-        rows.extend(q.push(&b).unwrap().rows);
+        rows.extend(weir_sql::batches(q.push(&b).unwrap().rows));
     }
-    rows.extend(q.finish().unwrap());
+    rows.extend(weir_sql::batches(q.finish().unwrap()));
     let mut seen = 0;
     for r in &rows {
         let p99 = r
@@ -413,7 +419,7 @@ fn plain_queries_run_per_batch_and_nested_fields_are_reachable() {
             .finish()
             .unwrap();
     }
-    let rows = q.push(&b).unwrap().rows;
+    let rows = weir_sql::batches(q.push(&b).unwrap().rows);
     let mut out = BatchBuf::new();
     for r in &rows {
         weir_sql::append_rows(r, &mut out, 0).unwrap();
@@ -472,7 +478,10 @@ fn events_wait_for_a_column_the_first_batch_lacks() {
     b.log(SEC).field("level", "info").finish().unwrap();
     q.push(&b).unwrap();
     let rows = q.finish().unwrap();
-    assert_eq!(rows[0].column(1).as_primitive::<Int64Type>().value(0), 1);
+    assert_eq!(
+        rows[0].batch.column(1).as_primitive::<Int64Type>().value(0),
+        1
+    );
     assert_eq!(q.stats().events, 2);
 
     // A column that never comes is an error at the end, naming it.
@@ -500,9 +509,15 @@ fn a_value_of_the_wrong_type_is_counted_and_null() {
     b.log(1).field("latency_ms", "fast").finish().unwrap();
     q.push(&b).unwrap();
     let rows = q.finish().unwrap();
-    assert_eq!(rows[0].column(1).as_primitive::<Int64Type>().value(0), 2);
-    assert_eq!(rows[0].column(2).as_primitive::<Int64Type>().value(0), 1);
+    assert_eq!(
+        rows[0].batch.column(1).as_primitive::<Int64Type>().value(0),
+        2
+    );
+    assert_eq!(
+        rows[0].batch.column(2).as_primitive::<Int64Type>().value(0),
+        1
+    );
     assert_eq!(q.stats().misfits, 1);
     assert!(q.first_misfit().unwrap().contains("`latency_ms` is string"));
-    let _ = rows[0].column(0).is_null(0);
+    let _ = rows[0].batch.column(0).is_null(0);
 }

@@ -1,5 +1,9 @@
 //! The admin HTTP API of a running pipeline, enabled by an `[api]` section
-//! (loopback by default). Today: `GET /health` and live SQL.
+//! (loopback by default): `GET /health`, live SQL, and alerts.
+//!
+//! - `GET /alerts`: every pending, firing and recently resolved alert.
+//! - `GET /silences`, `POST /silences` (`{"matchers": ["service=\"cart\""],
+//!   "duration": "2h", "comment": "..."}`), `DELETE /silences/ID`.
 //!
 //! `POST /sql` with a query as the body attaches the query to the
 //! component its `FROM` names and streams the rows of each closed window
@@ -7,12 +11,15 @@
 //! component through a tap: it gets what fits in its queue and never slows
 //! the pipeline down, and detaching leaves the pipeline as it was.
 
+use crate::alerts::matcher::Matcher;
+use crate::alerts::silence::Silence;
+use crate::alerts::Hub;
 use crate::topology::WeakOutput;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query as Params, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use weir_layout::BatchBuf;
@@ -21,8 +28,19 @@ use weir_layout::BatchBuf;
 /// reloads by whoever reloads.
 pub type Outputs = Arc<RwLock<BTreeMap<String, WeakOutput>>>;
 
+/// What the handlers reach.
+#[derive(Clone)]
+struct Api {
+    outputs: Outputs,
+    alerts: Option<Arc<Hub>>,
+}
+
 /// Binds `address` and serves the API on a thread of its own.
-pub fn start(address: &str, outputs: Outputs) -> anyhow::Result<std::net::SocketAddr> {
+pub fn start(
+    address: &str,
+    outputs: Outputs,
+    alerts: Option<Arc<Hub>>,
+) -> anyhow::Result<std::net::SocketAddr> {
     let listener = std::net::TcpListener::bind(address)
         .map_err(|e| anyhow::anyhow!("[api] address: cannot listen on {address}: {e}"))?;
     listener.set_nonblocking(true)?;
@@ -38,7 +56,10 @@ pub fn start(address: &str, outputs: Outputs) -> anyhow::Result<std::net::Socket
                 let app = axum::Router::new()
                     .route("/health", get(health))
                     .route("/sql", post(live_sql))
-                    .with_state(outputs);
+                    .route("/alerts", get(list_alerts))
+                    .route("/silences", get(list_silences).post(add_silence))
+                    .route("/silences/{id}", delete(expire_silence))
+                    .with_state(Api { outputs, alerts });
                 match tokio::net::TcpListener::from_std(listener) {
                     Ok(l) => {
                         if let Err(e) = axum::serve(l, app).await {
@@ -58,8 +79,106 @@ fn names(outputs: &Outputs) -> Vec<String> {
     map.keys().cloned().collect()
 }
 
-async fn health(State(outputs): State<Outputs>) -> impl IntoResponse {
-    axum::Json(serde_json::json!({ "status": "ok", "components": names(&outputs) }))
+async fn health(State(api): State<Api>) -> impl IntoResponse {
+    axum::Json(serde_json::json!({ "status": "ok", "components": names(&api.outputs) }))
+}
+
+fn no_alerts() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "this pipeline has no [alerts.*] rules".into(),
+    )
+}
+
+async fn list_alerts(State(api): State<Api>) -> Response {
+    match &api.alerts {
+        Some(h) => axum::Json(h.list()).into_response(),
+        None => no_alerts(),
+    }
+}
+
+async fn list_silences(State(api): State<Api>) -> Response {
+    match &api.alerts {
+        Some(h) => axum::Json(h.silences()).into_response(),
+        None => no_alerts(),
+    }
+}
+
+/// A silence to add: matchers, and how long (`duration`) or until when
+/// (`ends_at`, RFC 3339).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSilence {
+    matchers: Vec<String>,
+    duration: Option<String>,
+    ends_at: Option<String>,
+    #[serde(default)]
+    comment: String,
+    #[serde(default)]
+    created_by: String,
+}
+
+async fn add_silence(State(api): State<Api>, body: axum::body::Bytes) -> Response {
+    let Some(h) = &api.alerts else {
+        return no_alerts();
+    };
+    let req: NewSilence = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("not a silence: {e}")),
+    };
+    match silence_from(req) {
+        Ok(s) => {
+            let id = h.silence(s);
+            axum::Json(serde_json::json!({ "id": id })).into_response()
+        }
+        Err(msg) => error(StatusCode::BAD_REQUEST, msg),
+    }
+}
+
+fn silence_from(req: NewSilence) -> Result<Silence, String> {
+    if req.matchers.is_empty() {
+        return Err("a silence needs at least one matcher, e.g. service=\"cart\"".into());
+    }
+    let matchers = req
+        .matchers
+        .iter()
+        .map(|m| Matcher::parse(m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let now = crate::alerts::silence::now_ms();
+    let ends_at = match (req.duration, req.ends_at) {
+        (Some(d), None) => {
+            now + weir_sql::parse_duration(&d).map_err(|e| format!("duration: {e}"))? / 1_000_000
+        }
+        (None, Some(t)) => chrono::DateTime::parse_from_rfc3339(&t)
+            .map_err(|e| format!("ends_at `{t}`: {e}"))?
+            .timestamp_millis(),
+        _ => return Err("give either `duration` (\"2h\") or `ends_at` (RFC 3339)".into()),
+    };
+    if ends_at <= now {
+        return Err("the silence would end before it starts".into());
+    }
+    Ok(Silence {
+        id: String::new(),
+        matchers,
+        starts_at: now,
+        ends_at,
+        created_by: req.created_by,
+        comment: req.comment,
+    })
+}
+
+async fn expire_silence(
+    State(api): State<Api>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let Some(h) = &api.alerts else {
+        return no_alerts();
+    };
+    if h.expire_silence(&id) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        error(StatusCode::NOT_FOUND, format!("no silence `{id}`"))
+    }
 }
 
 fn error(status: StatusCode, msg: String) -> Response {
@@ -67,7 +186,7 @@ fn error(status: StatusCode, msg: String) -> Response {
 }
 
 async fn live_sql(
-    State(outputs): State<Outputs>,
+    State(Api { outputs, .. }): State<Api>,
     Params(params): Params<HashMap<String, String>>,
     sql: String,
 ) -> Response {
@@ -130,7 +249,7 @@ async fn live_sql(
         while let Ok(batch) = tap_rx.recv_blocking() {
             match query.push(&batch) {
                 Ok(p) => {
-                    if !send(&p.rows) {
+                    if !send(&weir_sql::batches(p.rows)) {
                         break;
                     }
                 }
@@ -143,7 +262,7 @@ async fn live_sql(
         }
         if !tx.is_closed() {
             if let Ok(rows) = query.finish() {
-                send(&rows);
+                send(&weir_sql::batches(rows));
             }
         }
         tracing::info!(component = %name, "live query detached");

@@ -1,5 +1,6 @@
 //! The `weir` command line.
 
+mod alerts;
 mod plugin_new;
 mod plugin_run;
 mod run;
@@ -51,6 +52,10 @@ enum Command {
     /// event's time comes from --timestamp-field; every window closes at the
     /// end of the input. Windows: tumble(w), hop(slide, w), session(gap).
     Sql(sql::Args),
+    /// Alerts of a running pipeline, through its admin API: list them,
+    /// and silence them.
+    #[command(subcommand)]
+    Alerts(alerts::Command),
     /// Work with plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -89,11 +94,13 @@ enum PluginCommand {
 
 pub fn main() -> ExitCode {
     init_logging();
+    crate::install_tls_provider();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config, watch } => run::run(&config, watch),
         Command::Validate { config } => run::validate(&config),
         Command::Sql(args) => sql::main(args),
+        Command::Alerts(cmd) => alerts::main(cmd),
         Command::Plugin(PluginCommand::Run {
             plugin,
             config,

@@ -61,7 +61,7 @@ pub fn run(path: &Path, watch: bool) -> Result<ExitCode> {
     let mut running = built.start();
     let outputs: crate::api::Outputs = Arc::new(std::sync::RwLock::new(running.outputs()));
     if let Some(api) = &p.file.api {
-        crate::api::start(&api.address, outputs.clone())?;
+        crate::api::start(&api.address, outputs.clone(), running.alerts.clone())?;
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -100,7 +100,7 @@ fn run(a: Args) -> Result<ExitCode> {
     let mut push = |batch: &mut BatchBuf, query: &mut Query| -> Result<()> {
         let pushed = query.push(batch)?;
         late += pushed.late.len();
-        rows.extend(pushed.rows);
+        rows.extend(weir_sql::batches(pushed.rows));
         batch.clear();
         Ok(())
     };
@@ -124,7 +124,7 @@ fn run(a: Args) -> Result<ExitCode> {
     }
     push(&mut batch, &mut query)
         .context("the query failed on the events up to the end of the input")?;
-    rows.extend(query.finish()?);
+    rows.extend(weir_sql::batches(query.finish()?));
 
     let schema = query.output_schema();
     let mut out = std::io::stdout().lock();

@@ -1,5 +1,6 @@
 //! The pipeline file: `[sources.*]`, `[transforms.*]`, `[queries.*]` and
-//! `[sinks.*]`, each naming its `inputs`.
+//! `[sinks.*]`, each naming its `inputs`; `[alerts.*]` rules over query rows
+//! with their `[route]` and `[receivers.*]`.
 //!
 //! ```toml
 //! [sources.app]
@@ -20,10 +21,12 @@
 //! Relative paths are relative to the pipeline file. `${NAME}` is replaced by
 //! the environment variable (`$${` writes a literal `${`).
 
+mod alerts;
 mod env;
 mod problems;
 mod types;
 
+pub use alerts::*;
 pub use problems::{Problem, Problems};
 pub use types::*;
 

@@ -26,6 +26,13 @@ pub struct PipelineFile {
     pub queries: Queries,
     #[serde(default)]
     pub sinks: Sinks,
+    #[serde(default)]
+    pub alerts: super::Alerts,
+    /// Where alert notifications go; by default, every alert to the only
+    /// receiver.
+    pub route: Option<super::RouteConfig>,
+    #[serde(default)]
+    pub receivers: super::Receivers,
 }
 
 /// Pipeline-wide tuning; the defaults suit most pipelines.
@@ -43,6 +50,9 @@ pub struct Settings {
     pub plugin_cache_dir: Option<PathBuf>,
     /// Reload a plugin when its `.wasm` file changes (default: on).
     pub watch_plugins: bool,
+    /// Where state that outlives a restart is kept (alert states, silences,
+    /// what was notified). Default: `.weir/` beside the pipeline file.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -53,6 +63,7 @@ impl Default for Settings {
             channel_capacity: 8,
             plugin_cache_dir: None,
             watch_plugins: true,
+            data_dir: None,
         }
     }
 }

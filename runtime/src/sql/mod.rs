@@ -1,24 +1,28 @@
 //! Continuous SQL in a pipeline: `[queries.NAME]` feeds every batch of its
 //! inputs to a [`weir_sql::Query`] and sends the rows of each closed window
-//! on as events, to sinks and alert rules like any other events.
+//! on as events, to sinks like any other events, and to the alert rules
+//! that read the query.
 //!
 //! Events too late for their window go to `NAME.late`, and are counted
 //! (reason `late`) whether or not anything reads that output. When the input ends,
 //! every open window closes, so the last windows are never lost.
 
+use crate::alerts::Evaluator;
 use crate::codec::json_encode;
 use crate::config::{Pipeline, Problem, QueryConfig, LATE};
 use crate::topology::{drain, Output, Rx, Stats};
 use std::time::{Duration, Instant};
 use weir_layout::{BatchBuf, LayoutError};
 use weir_sql::arrow::array::RecordBatch;
-use weir_sql::{Query, QueryOptions};
+use weir_sql::{Query, QueryOptions, Rows};
 
 /// A query ready to run, with how long its input may idle before event
 /// time moves on with the wall clock.
 pub struct QueryJob {
-    query: Query,
+    pub query: Query,
     idle_timeout: Option<Duration>,
+    /// The alert rules that read this query's rows.
+    pub alerts: Option<Evaluator>,
 }
 
 /// Builds the query of `[queries.NAME]`, or says what is wrong with it.
@@ -47,6 +51,7 @@ pub fn build(p: &Pipeline, name: &str, q: &QueryConfig) -> Result<QueryJob, Prob
     Ok(QueryJob {
         query,
         idle_timeout: (idle > 0).then(|| Duration::from_nanos(idle as u64)),
+        alerts: None,
     })
 }
 
@@ -69,6 +74,7 @@ pub fn run(name: &str, job: QueryJob, input: Rx, out: Output, late: Output) {
     let QueryJob {
         mut query,
         idle_timeout,
+        mut alerts,
     } = job;
     let stats = out.stats.clone();
     let mut failed = false;
@@ -90,6 +96,9 @@ pub fn run(name: &str, job: QueryJob, input: Rx, out: Output, late: Output) {
                         if since >= idle && !failed {
                             match query.idle(since.as_nanos() as i64) {
                                 Ok(rows) => {
+                                    if let Some(a) = &alerts {
+                                        a.observe(&rows, Some(query.stats().watermark));
+                                    }
                                     if send_rows(name, &rows, &out).is_err() {
                                         break;
                                     }
@@ -149,12 +158,24 @@ pub fn run(name: &str, job: QueryJob, input: Rx, out: Output, late: Output) {
                 misfit_logged = true;
             }
         }
+        if let Some(a) = &mut alerts {
+            if let Some(keys) = query.key_columns() {
+                a.set_keys(keys);
+            }
+            a.observe(&pushed.rows, Some(query.stats().watermark));
+        }
         if send_rows(name, &pushed.rows, &out).is_err() {
             break;
         }
     }
     match query.finish() {
         Ok(rows) => {
+            if let Some(a) = &mut alerts {
+                if let Some(keys) = query.key_columns() {
+                    a.set_keys(keys);
+                }
+                a.observe(&rows, None);
+            }
             let _ = send_rows(name, &rows, &out);
         }
         Err(e) => tracing::error!(query = name, "closing the last windows failed: {e}"),
@@ -166,21 +187,18 @@ pub fn run(name: &str, job: QueryJob, input: Rx, out: Output, late: Output) {
     drain(&input);
 }
 
-fn send_rows(
-    name: &str,
-    rows: &[RecordBatch],
-    out: &Output,
-) -> Result<(), crate::topology::Closed> {
-    let n: usize = rows.iter().map(|r| r.num_rows()).sum();
+fn send_rows(name: &str, rows: &[Rows], out: &Output) -> Result<(), crate::topology::Closed> {
+    let n: usize = rows.iter().map(|r| r.batch.num_rows()).sum();
     if n == 0 {
         return Ok(());
     }
     let mut events = BatchBuf::with_capacity(n, n * 128);
     let now = crate::codec::timestamp::now_ns();
     for r in rows {
-        if let Err(e) = weir_sql::append_rows(r, &mut events, now) {
+        if let Err(e) = weir_sql::append_rows(&r.batch, &mut events, now) {
             tracing::error!(query = name, "a result row could not become an event: {e}");
-            out.stats.count_reason("row_error", r.num_rows() as u64);
+            out.stats
+                .count_reason("row_error", r.batch.num_rows() as u64);
         }
     }
     out.send(events)

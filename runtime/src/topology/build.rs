@@ -10,6 +10,7 @@
 
 use super::edge::{Output, Rx, Shutdown, Stats, Tx, WeakOutput};
 use super::reload::Watched;
+use crate::alerts::Hub;
 use crate::config::{
     OnError, Pipeline, Problems, SinkConfig, SourceConfig, TransformConfig, DEAD_LETTER,
 };
@@ -46,6 +47,8 @@ pub struct Built {
     rewires: Vec<(WeakOutput, Vec<Tx>)>,
     pub stats: Vec<(String, Arc<Stats>)>,
     pub shutdown: Shutdown,
+    pub alerts: Option<Arc<Hub>>,
+    alerting_spec: String,
 }
 
 /// A started pipeline.
@@ -54,6 +57,9 @@ pub struct Running {
     live: BTreeMap<String, Live>,
     pub stats: Vec<(String, Arc<Stats>)>,
     pub shutdown: Shutdown,
+    pub alerts: Option<Arc<Hub>>,
+    /// The alerting sections as started, to notice edits on reload.
+    alerting_spec: String,
 }
 
 /// What a reload changed.
@@ -66,7 +72,34 @@ pub struct Change {
 }
 
 pub fn build(p: &Pipeline, engine: &PluginEngine) -> Result<Built, Problems> {
-    build_against(p, engine, Shutdown::default(), &BTreeMap::new())
+    let hub = crate::alerts::build(p);
+    let built = build_against(
+        p,
+        engine,
+        Shutdown::default(),
+        &BTreeMap::new(),
+        hub.as_ref().ok().and_then(|h| h.as_ref()),
+    );
+    match (built, hub) {
+        (Ok(mut b), Ok(hub)) => {
+            b.alerts = hub;
+            b.alerting_spec = alerting_spec(p);
+            Ok(b)
+        }
+        (Ok(_), Err(alerts)) => Err(Problems(alerts)),
+        (Err(mut problems), hub) => {
+            problems.0.extend(hub.err().unwrap_or_default());
+            Err(problems)
+        }
+    }
+}
+
+fn alerting_spec(p: &Pipeline) -> String {
+    let f = &p.file;
+    format!(
+        "{:?}{:?}{:?}{:?}",
+        f.alerts, f.route, f.receivers, f.settings.data_dir
+    )
 }
 
 fn specs(p: &Pipeline) -> HashMap<&str, String> {
@@ -118,6 +151,7 @@ fn build_against(
     engine: &PluginEngine,
     shutdown: Shutdown,
     running: &BTreeMap<String, Live>,
+    alerts: Option<&Arc<Hub>>,
 ) -> Result<Built, Problems> {
     let f = &p.file;
     let cap = f.settings.channel_capacity.max(1);
@@ -296,13 +330,19 @@ fn build_against(
     }
 
     for (name, q) in f.queries.iter().filter(|(n, _)| kept(n).is_none()) {
-        let query = match crate::sql::build(p, name, q) {
+        let mut query = match crate::sql::build(p, name, q) {
             Ok(job) => job,
             Err(problem) => {
                 problems.push(problem);
                 continue;
             }
         };
+        if let Some(hub) = alerts {
+            match hub.attach(p, name, &query.query) {
+                Ok(evaluator) => query.alerts = evaluator,
+                Err(found) => problems.extend(found),
+            }
+        }
         let out = new_output(&mut downstream, &mut stats, name);
         let (tx, rx) = new_queues
             .get(name)
@@ -389,6 +429,8 @@ fn build_against(
         rewires,
         stats,
         shutdown,
+        alerts: None,
+        alerting_spec: String::new(),
     })
 }
 
@@ -408,11 +450,16 @@ impl Built {
     /// Starts every component on its own thread.
     pub fn start(self) -> Running {
         super::reload::spawn(self.watched, self.shutdown.clone());
+        if let Some(hub) = &self.alerts {
+            hub.start();
+        }
         Running {
             handles: spawn(self.jobs),
             live: self.live,
             stats: self.stats,
             shutdown: self.shutdown,
+            alerts: self.alerts,
+            alerting_spec: self.alerting_spec,
         }
     }
 }
@@ -432,12 +479,16 @@ impl Running {
         self.handles.iter().all(|(_, h)| h.is_finished())
     }
 
-    /// Waits until every component has finished.
+    /// Waits until every component has finished, and alert notifications
+    /// still due have gone out.
     pub fn wait(self) -> Vec<(String, Arc<Stats>)> {
         for (name, h) in self.handles {
             if h.join().is_err() {
                 tracing::error!(component = %name, "component thread panicked");
             }
+        }
+        if let Some(hub) = &self.alerts {
+            hub.close();
         }
         self.stats
     }
@@ -446,7 +497,16 @@ impl Running {
     /// leaves everything as it was), starts it, rewires what stays, and stops
     /// what is gone; replaced consumers drain their queues before they end.
     pub fn reload(&mut self, p: &Pipeline, engine: &PluginEngine) -> Result<Change, Problems> {
-        let built = build_against(p, engine, self.shutdown.clone(), &self.live)?;
+        let built = build_against(
+            p,
+            engine,
+            self.shutdown.clone(),
+            &self.live,
+            self.alerts.as_ref(),
+        )?;
+        if alerting_spec(p) != self.alerting_spec {
+            tracing::warn!("[alerts], [route], [receivers] and data_dir changed: that takes effect at the next restart");
+        }
         let mut change = Change::default();
         let new_names: Vec<&str> = p.components().map(|(_, n)| n).collect();
         for name in built.live.keys() {

@@ -149,3 +149,86 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A real HTTP server standing in for Slack or a webhook receiver: it
+/// records every POST and answers from a script (then 200 OK).
+pub struct Recorder {
+    pub url: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub at: Instant,
+    pub path: String,
+    pub body: serde_json::Value,
+}
+
+/// One scripted answer.
+#[derive(Clone, Copy, Debug)]
+pub enum Reply {
+    Status(u16),
+    /// 429 Too Many Requests with `Retry-After: SECS`.
+    RetryAfter(u64),
+}
+
+impl Recorder {
+    pub fn start(script: Vec<Reply>) -> Recorder {
+        use axum::extract::State;
+        use axum::response::IntoResponse;
+        type Shared = (
+            std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+            std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Reply>>>,
+        );
+        async fn answer(
+            State((seen, script)): State<Shared>,
+            uri: axum::http::Uri,
+            body: axum::body::Bytes,
+        ) -> axum::response::Response {
+            let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+            seen.lock().unwrap().push(Received {
+                at: Instant::now(),
+                path: uri.path().to_string(),
+                body,
+            });
+            let code = |c: u16| axum::http::StatusCode::from_u16(c).unwrap();
+            match script.lock().unwrap().pop_front() {
+                None => "ok".into_response(),
+                Some(Reply::Status(c)) => (code(c), "scripted").into_response(),
+                Some(Reply::RetryAfter(s)) => {
+                    (code(429), [("retry-after", s.to_string())], "slow down").into_response()
+                }
+            }
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::default();
+        let state: Shared = (
+            std::sync::Arc::clone(&seen),
+            std::sync::Arc::new(std::sync::Mutex::new(script.into())),
+        );
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let app = axum::Router::new()
+                    .route("/{*path}", axum::routing::post(answer))
+                    .with_state(state);
+                let l = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(l, app).await.unwrap();
+            });
+        });
+        Recorder { url, seen }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
