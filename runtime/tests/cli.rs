@@ -33,7 +33,7 @@ fn validate_accepts_the_quickstart() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout)
-        .contains("ok (2 sources, 3 transforms, 1 queries, 2 sinks)"));
+        .contains("ok (2 sources, 3 transforms, 1 queries, 2 sinks, 1 alert rules)"));
 }
 
 #[test]

@@ -7,8 +7,10 @@ use std::io::Write;
 
 #[test]
 fn quickstart_filters_parses_and_redacts_the_sample() {
+    let state = tempfile::tempdir().unwrap();
     let out = run(
         weir()
+            .env("WEIR_DATA_DIR", state.path())
             .args(["run", "-c"])
             .arg(repo().join("examples/quickstart/pipeline.toml")),
         b"",

@@ -488,14 +488,19 @@ impl Evaluator {
     /// to the query's watermark (`None` at the end of the input, where no
     /// later window is missing).
     pub fn observe(&self, rows: &[weir_sql::Rows], watermark: Option<i64>) {
-        let mut set = lock(&self.rules);
-        for r in rows {
-            let changes = set.eval(&r.batch, &self.keys, r.window_end);
-            self.apply(changes);
+        let mut changes = Vec::with_capacity(rows.len() + 1);
+        {
+            let mut set = lock(&self.rules);
+            for r in rows {
+                changes.push(set.eval(&r.batch, &self.keys, r.window_end));
+            }
+            if let Some(wm) = watermark.filter(|&w| w != i64::MIN) {
+                changes.push(set.advance(wm));
+            }
         }
-        if let Some(wm) = watermark.filter(|&w| w != i64::MIN) {
-            let changes = set.advance(wm);
-            self.apply(changes);
+        // Sent without the rules' lock: the dispatcher takes it to save.
+        for c in changes {
+            self.apply(c);
         }
     }
 

@@ -34,8 +34,12 @@ pub fn validate(path: &Path) -> Result<ExitCode> {
     match topology::build(&p, &engine(&p)?) {
         Ok(_) => {
             let f = &p.file;
+            let alerts = match f.alerts.len() {
+                0 => String::new(),
+                n => format!(", {n} alert rules"),
+            };
             println!(
-                "{}: ok ({} sources, {} transforms, {} queries, {} sinks)",
+                "{}: ok ({} sources, {} transforms, {} queries, {} sinks{alerts})",
                 path.display(),
                 f.sources.len(),
                 f.transforms.len(),

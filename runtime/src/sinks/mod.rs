@@ -25,7 +25,8 @@ pub fn run(
         SinkConfig::PrometheusExporter(p) => {
             return prometheus::run(name, p, input, stats, shutdown)
         }
-        SinkConfig::Stdout(_) => Box::new(std::io::stdout().lock()),
+        // Locked per batch, not for the run: alert notifications share stdout.
+        SinkConfig::Stdout(_) => Box::new(std::io::stdout()),
         SinkConfig::File(f) => {
             let path = path.expect("file sinks have a resolved path");
             let opened = std::fs::OpenOptions::new()
