@@ -13,8 +13,13 @@
 //!   the dispatcher POSTs Alertmanager's JSON to a local HTTP server
 //!   (`group_wait = "0s"`); median and worst over 50 alerts.
 
+// The test suite's HTTP recorder, standing in for the webhook receiver.
+#[path = "../tests/common/mod.rs"]
+mod testing;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use testing::{eventually, Recorder};
 use weir::config::Pipeline;
 use weir_layout::BatchBuf;
 use weir_sql::arrow::array::{Int64Array, RecordBatch, StringArray, TimestampNanosecondArray};
@@ -147,12 +152,12 @@ fn rounds() {
 
 fn latency() {
     let dir = tempfile::tempdir().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<Instant>();
-    let addr = serve(tx);
+    let hook = Recorder::start(Vec::new());
     let extra = format!(
         "[alerts.hot]\nquery = \"q\"\ncondition = \"errors > 0 AND service <> 'quiet'\"\n\n\
          [route]\ngroup_by = [\"alertname\", \"service\"]\ngroup_wait = \"0s\"\n\
-         [receivers.hook]\ntype = \"webhook\"\nurl = \"http://{addr}/hook\"\n"
+         [receivers.hook]\ntype = \"webhook\"\nurl = \"{}\"\n",
+        hook.url
     );
     let p = pipeline(dir.path(), &extra);
     let mut q = query(&p);
@@ -176,10 +181,9 @@ fn latency() {
         let t = Instant::now();
         let pushed = q.push(&next).unwrap();
         eval.observe(&pushed.rows, Some(q.stats().watermark));
-        let arrived = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the webhook POST arrives");
-        lat.push(arrived - t);
+        let n = i as usize + 1;
+        eventually(10, "the webhook POST", || hook.count() == n);
+        lat.push(hook.received()[i as usize].at - t);
     }
     lat.sort();
     println!("window close -> webhook POST (group_wait 0s), 50 alerts:");
@@ -190,31 +194,6 @@ fn latency() {
     );
     drop(eval);
     hub.close();
-}
-
-/// A local HTTP server that reports each POST's arrival.
-fn serve(tx: std::sync::mpsc::Sender<Instant>) -> std::net::SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let app = axum::Router::new().route(
-                "/hook",
-                axum::routing::post(move |_body: axum::body::Bytes| {
-                    let _ = tx.send(Instant::now());
-                    async { "ok" }
-                }),
-            );
-            let l = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(l, app).await.unwrap();
-        });
-    });
-    addr
 }
 
 fn median(d: &[Duration]) -> Duration {

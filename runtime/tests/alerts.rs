@@ -53,6 +53,12 @@ fn pipeline_with(dir: &std::path::Path, rule: &str, route: &str) -> std::path::P
     )
 }
 
+/// A route to the one Slack receiver at `url`, with `settings` (grouping
+/// and timings) in `[route]`.
+fn slack_route(url: &str, settings: &str) -> String {
+    format!("[route]\n{settings}\n\n[receivers.slack]\ntype = \"slack\"\nurl = \"{url}\"\n")
+}
+
 /// Writes window `w`'s events: `errors` error lines per service, and one
 /// info line so every service has a row.
 fn feed(child: &mut Child, w: i64, services: &[(&str, usize)]) {
@@ -229,23 +235,14 @@ fn silences_mute_matching_alerts_until_they_expire() {
     let slack = Recorder::start(vec![]);
     let port = free_port();
     let api = format!("http://127.0.0.1:{port}");
-    let route = format!(
-        r#"
-[api]
-address = "127.0.0.1:{port}"
-
-[route]
-group_by = ["alertname"]
+    let route = format!("[api]\naddress = \"127.0.0.1:{port}\"\n\n")
+        + &slack_route(
+            &slack.url,
+            r#"group_by = ["alertname"]
 group_wait = "100ms"
 group_interval = "300ms"
-repeat_interval = "1h"
-
-[receivers.slack]
-type = "slack"
-url = "{}"
-"#,
-        slack.url
-    );
+repeat_interval = "1h""#,
+        );
     let p = pipeline_with(dir.path(), "", &route);
     let mut weir_run = start(&p, &[]);
     let cli = |args: &[&str]| {
@@ -322,19 +319,12 @@ url = "{}"
 fn a_restart_neither_pages_again_nor_forgets_a_pending_alert() {
     let dir = tempfile::tempdir().unwrap();
     let slack = Recorder::start(vec![]);
-    let route = format!(
-        r#"
-[route]
-group_by = ["alertname", "service"]
+    let route = slack_route(
+        &slack.url,
+        r#"group_by = ["alertname", "service"]
 group_wait = "100ms"
 group_interval = "300ms"
-repeat_interval = "1h"
-
-[receivers.slack]
-type = "slack"
-url = "{}"
-"#,
-        slack.url
+repeat_interval = "1h""#,
     );
     let p = pipeline_with(dir.path(), "for = \"20s\"", &route);
     let mut first = start(&p, &[]);
@@ -382,18 +372,9 @@ fn a_notification_is_delivered_once_after_the_receiver_recovers() {
         Reply::Status(503),
         Reply::RetryAfter(1),
     ]);
-    let route = format!(
-        r#"
-[route]
-group_wait = "0s"
-group_interval = "200ms"
-repeat_interval = "1h"
-
-[receivers.slack]
-type = "slack"
-url = "{}"
-"#,
-        slack.url
+    let route = slack_route(
+        &slack.url,
+        "group_wait = \"0s\"\ngroup_interval = \"200ms\"\nrepeat_interval = \"1h\"",
     );
     let p = pipeline_with(dir.path(), "", &route);
     let mut weir_run = start(&p, &[]);

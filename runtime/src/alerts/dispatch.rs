@@ -83,7 +83,7 @@ async fn run(hub: Arc<Hub>, mut rx: mpsc::Receiver<Vec<Alert>>, seed: Vec<Alert>
                 Some(alerts) => add(alerts, &mut tasks),
                 None => break,
             },
-            _ = save.tick() => hub.save_if_dirty(),
+            _ = save.tick() => save_soon(&hub),
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
     }
@@ -99,6 +99,15 @@ async fn run(hub: Arc<Hub>, mut rx: mpsc::Receiver<Vec<Alert>>, seed: Vec<Alert>
         );
     }
     hub.save_if_dirty();
+}
+
+/// Saves the state off the dispatcher's thread: a slow fsync must not hold
+/// up notifications.
+fn save_soon(hub: &Arc<Hub>) {
+    if hub.dirty.load(Ordering::Acquire) {
+        let hub = hub.clone();
+        tokio::task::spawn_blocking(move || hub.save_if_dirty());
+    }
 }
 
 /// Puts `a` in its group under `node`; a new group is returned, to start.
@@ -160,7 +169,7 @@ async fn group_loop(
 }
 
 /// Notifies the group's receiver if anything is due.
-async fn flush(hub: &Hub, client: &reqwest::Client, group: &Mutex<Group>) {
+async fn flush(hub: &Arc<Hub>, client: &reqwest::Client, group: &Mutex<Group>) {
     let now = super::silence::now_ms();
     let (id, receiver, labels, repeat, firing, resolved) = {
         let g = lock(group);
@@ -215,7 +224,7 @@ async fn flush(hub: &Hub, client: &reqwest::Client, group: &Mutex<Group>) {
                 };
                 lock(&hub.notified).insert(id, sent);
                 hub.dirty.store(true, Ordering::Release);
-                hub.save_if_dirty();
+                save_soon(hub);
             }
             Err(e) => {
                 // Resolved alerts stay for the next turn to report.

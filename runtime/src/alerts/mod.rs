@@ -55,6 +55,8 @@ pub struct Hub {
     notified: Mutex<BTreeMap<String, Sent>>,
     /// Something worth saving changed.
     dirty: AtomicBool,
+    /// One writer of the state file at a time.
+    saving: Mutex<()>,
     state_path: PathBuf,
     tx: Mutex<Option<mpsc::Sender<Vec<Alert>>>>,
     rx: Mutex<Option<mpsc::Receiver<Vec<Alert>>>>,
@@ -236,6 +238,7 @@ pub fn build(p: &Pipeline) -> Result<Option<Arc<Hub>>, Vec<Problem>> {
         silences: Mutex::default(),
         notified: Mutex::default(),
         dirty: AtomicBool::new(false),
+        saving: Mutex::new(()),
         state_path: data_dir.join("alerts.json"),
         tx: Mutex::new(Some(tx)),
         rx: Mutex::new(Some(rx)),
@@ -387,6 +390,7 @@ impl Hub {
 
     /// Writes the state file if anything changed since the last write.
     fn save_if_dirty(&self) {
+        let _one = lock(&self.saving);
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return;
         }

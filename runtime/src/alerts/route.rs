@@ -153,14 +153,8 @@ fn fill(routes: &mut [Route], receiver: &str) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::matcher::labels;
     use super::*;
-
-    fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn alerts_go_to_the_first_matching_child_unless_it_continues() {

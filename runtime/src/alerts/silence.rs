@@ -82,8 +82,8 @@ mod tests {
             comment: String::new(),
         };
         let id = all.add(s, 0);
-        let cart = Labels::from([("service".to_string(), "cart".to_string())]);
-        let db = Labels::from([("service".to_string(), "db".to_string())]);
+        let cart = super::super::matcher::labels(&[("service", "cart")]);
+        let db = super::super::matcher::labels(&[("service", "db")]);
         assert!(all.mutes(&cart, 10));
         assert!(!all.mutes(&db, 10));
         assert!(!all.mutes(&cart, 1000), "ends_at is exclusive");
