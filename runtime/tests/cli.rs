@@ -324,3 +324,77 @@ fn plugin_new_python_tests_builds_and_runs() {
 fn plugin_new_js_tests_builds_and_runs() {
     scaffold_round_trip("js", &["node", "--test"]);
 }
+
+#[test]
+fn graph_draws_the_pipeline_as_dot_mermaid_and_svg() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        dir.path(),
+        r#"
+[sources.app]
+type = "generator"
+
+[transforms.keep]
+type = "wasm"
+inputs = ["app"]
+plugin = "{plugin:level_filter}"
+on_error = "dead_letter"
+
+[queries.per_minute]
+inputs = ["app"]
+sql = "SELECT window_start, count(*) AS n FROM app GROUP BY tumble(interval '1 minute')"
+
+[sinks.out]
+type = "stdout"
+inputs = ["keep", "per_minute"]
+
+[sinks.out_of_band]
+type = "blackhole"
+inputs = ["keep.dead_letter", "per_minute.late"]
+
+[alerts.busy]
+query = "per_minute"
+condition = "n > 10"
+
+[receivers.out]
+type = "stdout"
+"#,
+    );
+    let graph = |format: &str| {
+        let out = run(
+            weir().args(["graph", "--format", format, "-c"]).arg(&p),
+            b"",
+            30,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let dot = graph("dot");
+    for edge in [
+        r#""app" -> "keep";"#,
+        r#""keep" -> "out_of_band" [label="dead_letter", style=dashed];"#,
+        r#""per_minute" -> "out_of_band" [label="late", style=dashed];"#,
+        r#""per_minute" -> "alert/busy";"#,
+        r#""alert/busy" -> "receiver/out";"#,
+    ] {
+        assert!(dot.contains(edge), "{edge} missing from:\n{dot}");
+    }
+    assert!(
+        dot.contains(r#""out" [shape=folder"#) && dot.contains(r#""receiver/out" [shape=note"#)
+    );
+
+    let mermaid = graph("mermaid");
+    assert!(mermaid.starts_with("flowchart LR\n"), "{mermaid}");
+    assert!(
+        mermaid.contains(r#"n1["keep<br/>transform: wasm level_filter.wasm"]"#),
+        "{mermaid}"
+    );
+    assert!(mermaid.contains("n1 -. dead_letter .-> n4"), "{mermaid}");
+    assert!(mermaid.contains("n0 --> n1"), "{mermaid}");
+
+    let svg = graph("svg");
+    assert!(
+        svg.contains("<svg") && svg.contains("alert: n &gt; 10"),
+        "{svg}"
+    );
+}

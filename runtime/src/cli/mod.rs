@@ -1,6 +1,7 @@
 //! The `weir` command line.
 
 mod alerts;
+mod graph;
 mod plugin_new;
 mod plugin_run;
 mod run;
@@ -52,6 +53,8 @@ enum Command {
     /// event's time comes from --timestamp-field; every window closes at the
     /// end of the input. Windows: tumble(w), hop(slide, w), session(gap).
     Sql(sql::Args),
+    /// Draw the pipeline: Graphviz DOT (default), Mermaid, or SVG.
+    Graph(graph::Args),
     /// Alerts of a running pipeline, through its admin API: list them,
     /// and silence them.
     #[command(subcommand)]
@@ -101,6 +104,7 @@ pub fn main() -> ExitCode {
         Command::Validate { config } => run::validate(&config),
         Command::Sql(args) => sql::main(args),
         Command::Alerts(cmd) => alerts::main(cmd),
+        Command::Graph(args) => graph::main(args),
         Command::Plugin(PluginCommand::Run {
             plugin,
             config,
