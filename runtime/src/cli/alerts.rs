@@ -1,10 +1,11 @@
 //! `weir alerts list` and `weir alerts silence ...`: the alerts of a
 //! running pipeline, over its admin API (`[api]` in the pipeline).
 
+use super::ApiArgs as Api;
 use crate::alerts::silence::Silence;
 use crate::alerts::AlertView;
-use anyhow::{bail, Context, Result};
-use clap::{Args, Subcommand};
+use anyhow::Result;
+use clap::Subcommand;
 use std::process::ExitCode;
 
 #[derive(Subcommand)]
@@ -53,37 +54,12 @@ pub enum SilenceCommand {
     },
 }
 
-#[derive(Args)]
-pub struct Api {
-    /// The pipeline's admin API.
-    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8686")]
-    api: String,
-}
-
-impl Api {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.api.trim_end_matches('/'))
-    }
-}
-
 pub fn main(cmd: Command) -> Result<ExitCode> {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()?;
-    let call = |req: reqwest::blocking::RequestBuilder, what: &str| -> Result<String> {
-        let resp = req
-            .send()
-            .with_context(|| format!("{what}: is the pipeline running with an [api] section?"))?;
-        let status = resp.status();
-        let text = resp.text()?;
-        if !status.is_success() {
-            bail!("{what}: {status}: {}", text.trim());
-        }
-        Ok(text)
-    };
+    let timeout = Some(std::time::Duration::from_secs(10));
     match cmd {
         Command::List { api, json } => {
-            let text = call(client.get(api.url("/alerts")), "listing alerts")?;
+            let req = api.client(timeout)?.get(api.url("/alerts"));
+            let text = api.call(req, "listing alerts")?.text()?;
             if json {
                 println!("{text}");
             } else {
@@ -104,21 +80,25 @@ pub fn main(cmd: Command) -> Result<ExitCode> {
                 "comment": comment,
                 "created_by": author.or_else(|| std::env::var("USER").ok()).unwrap_or_default(),
             });
-            let req = client.post(api.url("/silences")).json_body(&body);
-            let text = call(req, "adding the silence")?;
+            let req = api
+                .client(timeout)?
+                .post(api.url("/silences"))
+                .json_body(&body);
+            let text = api.call(req, "adding the silence")?.text()?;
             let id: serde_json::Value = serde_json::from_str(&text)?;
             println!("{}", id["id"].as_str().unwrap_or_default());
         }
         Command::Silence(SilenceCommand::List { api }) => {
-            let text = call(client.get(api.url("/silences")), "listing silences")?;
+            let req = api.client(timeout)?.get(api.url("/silences"));
+            let text = api.call(req, "listing silences")?.text()?;
             let silences: Vec<Silence> = serde_json::from_str(&text)?;
             print_silences(&silences);
         }
         Command::Silence(SilenceCommand::Expire { id, api }) => {
-            call(
-                client.delete(api.url(&format!("/silences/{id}"))),
-                "expiring the silence",
-            )?;
+            let req = api
+                .client(timeout)?
+                .delete(api.url(&format!("/silences/{id}")));
+            api.call(req, "expiring the silence")?;
             println!("expired {id}");
         }
     }

@@ -1,9 +1,7 @@
 //! `weir graph -c FILE`: the pipeline as a picture, in Graphviz DOT or
 //! Mermaid text, or as SVG through Graphviz's `dot` when it is installed.
 
-use crate::config::{
-    Pipeline, ReceiverConfig, SinkConfig, SourceConfig, TransformConfig, DEAD_LETTER, LATE,
-};
+use crate::config::{Kind, Node, Pipeline, DEAD_LETTER, LATE};
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::path::PathBuf;
@@ -26,45 +24,12 @@ enum Format {
     Svg,
 }
 
-/// A component (or alert rule, or receiver) and what it reads.
-struct Node {
-    /// Unique across kinds: alerts and receivers have names of their own.
-    id: String,
-    name: String,
-    kind: Kind,
-    what: String,
-    inputs: Vec<String>,
-}
-
-#[derive(Clone, Copy)]
-enum Kind {
-    Source,
-    Transform,
-    Query,
-    Sink,
-    Alert,
-    Receiver,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Source => "source",
-            Kind::Transform => "transform",
-            Kind::Query => "query",
-            Kind::Sink => "sink",
-            Kind::Alert => "alert",
-            Kind::Receiver => "receiver",
-        }
-    }
-}
-
 pub fn main(a: Args) -> Result<ExitCode> {
     let p = match Pipeline::load(&a.config) {
         Ok(p) => p,
         Err(problems) => bail!("{problems}"),
     };
-    let nodes = nodes(&p);
+    let nodes = p.describe();
     let text = match a.format {
         Format::Mermaid => mermaid(&nodes),
         Format::Dot => dot(&nodes),
@@ -72,75 +37,6 @@ pub fn main(a: Args) -> Result<ExitCode> {
     };
     std::io::stdout().write_all(text.as_bytes())?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn nodes(p: &Pipeline) -> Vec<Node> {
-    let f = &p.file;
-    let mut out = Vec::new();
-    let mut add = |id: String, name: &str, kind: Kind, what: String, inputs: Vec<String>| {
-        out.push(Node {
-            id,
-            name: name.to_string(),
-            kind,
-            what,
-            inputs,
-        })
-    };
-    for (n, s) in &f.sources {
-        let what = match s {
-            SourceConfig::File(x) => format!("file {}", x.path.display()),
-            SourceConfig::Stdin(_) => "stdin".into(),
-            SourceConfig::Generator(_) => "generator".into(),
-        };
-        add(n.clone(), n, Kind::Source, what, vec![]);
-    }
-    for (n, t) in &f.transforms {
-        let TransformConfig::Wasm(w) = t;
-        let plugin = w.plugin.file_name().unwrap_or_default().to_string_lossy();
-        let what = format!("wasm {plugin}");
-        add(n.clone(), n, Kind::Transform, what, t.inputs().to_vec());
-    }
-    for (n, q) in &f.queries {
-        add(n.clone(), n, Kind::Query, "sql".into(), q.inputs.clone());
-    }
-    for (n, s) in &f.sinks {
-        let what = match s {
-            SinkConfig::Stdout(_) => "stdout".to_string(),
-            SinkConfig::File(x) => format!("file {}", x.path.display()),
-            SinkConfig::Blackhole(_) => "blackhole".into(),
-            SinkConfig::PrometheusExporter(x) => format!("prometheus {}", x.address),
-        };
-        add(n.clone(), n, Kind::Sink, what, s.inputs().to_vec());
-    }
-    for (n, a) in &f.alerts {
-        let id = format!("alert/{n}");
-        add(
-            id,
-            n,
-            Kind::Alert,
-            a.condition.clone(),
-            vec![a.query.clone()],
-        );
-    }
-    if !f.alerts.is_empty() {
-        let rules: Vec<String> = f.alerts.keys().map(|a| format!("alert/{a}")).collect();
-        for (n, r) in &f.receivers {
-            let what = match r {
-                ReceiverConfig::Slack(_) => "slack",
-                ReceiverConfig::Webhook(_) => "webhook",
-                ReceiverConfig::Stdout(_) => "stdout",
-                ReceiverConfig::File(_) => "file",
-            };
-            add(
-                format!("receiver/{n}"),
-                n,
-                Kind::Receiver,
-                what.into(),
-                rules.clone(),
-            );
-        }
-    }
-    out
 }
 
 /// An input and the label of its edge (`dead_letter`, `late`, or none).

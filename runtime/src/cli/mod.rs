@@ -6,6 +6,7 @@ mod plugin_new;
 mod plugin_run;
 mod run;
 mod sql;
+mod tap;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -53,6 +54,9 @@ enum Command {
     /// event's time comes from --timestamp-field; every window closes at the
     /// end of the input. Windows: tumble(w), hop(slide, w), session(gap).
     Sql(sql::Args),
+    /// Print the events leaving a component of a running pipeline as JSON
+    /// lines (`weir tap warnings --limit 10`), without disturbing it.
+    Tap(tap::Args),
     /// Draw the pipeline: Graphviz DOT (default), Mermaid, or SVG.
     Graph(graph::Args),
     /// Alerts of a running pipeline, through its admin API: list them,
@@ -105,6 +109,7 @@ pub fn main() -> ExitCode {
         Command::Sql(args) => sql::main(args),
         Command::Alerts(cmd) => alerts::main(cmd),
         Command::Graph(args) => graph::main(args),
+        Command::Tap(args) => tap::main(args),
         Command::Plugin(PluginCommand::Run {
             plugin,
             config,
@@ -123,6 +128,61 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Where a running pipeline's admin API is, for the commands that use it.
+#[derive(clap::Args)]
+pub struct ApiArgs {
+    /// The pipeline's admin API (its `[api]` address).
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8686")]
+    pub api: String,
+    /// The API's bearer token (`[api] token`).
+    #[arg(long, env = "WEIR_API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+impl ApiArgs {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.api.trim_end_matches('/'))
+    }
+
+    /// A client that sends the token; `timeout` None for streams.
+    pub fn client(
+        &self,
+        timeout: Option<std::time::Duration>,
+    ) -> anyhow::Result<reqwest::blocking::Client> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(t) = &self.token {
+            let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))?;
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
+        Ok(reqwest::blocking::Client::builder()
+            .default_headers(headers)
+            .timeout(timeout)
+            .build()?)
+    }
+
+    /// Sends `req`; a failure says what was being done and why.
+    pub fn call(
+        &self,
+        req: reqwest::blocking::RequestBuilder,
+        what: &str,
+    ) -> anyhow::Result<reqwest::blocking::Response> {
+        use anyhow::Context;
+        let resp = req.send().with_context(|| {
+            format!(
+                "{what}: cannot reach {}; is the pipeline running with an [api] section?",
+                self.api
+            )
+        })?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().unwrap_or_default();
+            anyhow::bail!("{what}: {status}: {}", text.trim());
+        }
+        Ok(resp)
     }
 }
 

@@ -1,5 +1,6 @@
 //! `weir run` and `weir validate`.
 
+use crate::api::View;
 use crate::config::{Pipeline, Problems};
 use crate::plugin::PluginEngine;
 use crate::topology::{self, Stats};
@@ -63,9 +64,14 @@ pub fn run(path: &Path, watch: bool) -> Result<ExitCode> {
         Err(problems) => return Ok(report(&problems)),
     };
     let mut running = built.start();
-    let outputs: crate::api::Outputs = Arc::new(std::sync::RwLock::new(running.outputs()));
+    let view: crate::api::Shared = Arc::new(std::sync::RwLock::new(View::of(&running, &p)));
     if let Some(api) = &p.file.api {
-        crate::api::start(&api.address, outputs.clone(), running.alerts.clone())?;
+        crate::api::start(
+            &api.address,
+            api.token.clone(),
+            view.clone(),
+            running.alerts.clone(),
+        )?;
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -89,12 +95,12 @@ pub fn run(path: &Path, watch: bool) -> Result<ExitCode> {
                         return anyhow::Ok(());
                     }
                 }
-                _ = hup.recv() => reload(path, &mut running, &engine, &outputs, "SIGHUP"),
+                _ = hup.recv() => reload(path, &mut running, &engine, &view, "SIGHUP"),
                 Some(()) = changed.recv() => {
                     // An editor's save is several events: let it settle.
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     while changed.try_recv().is_ok() {}
-                    reload(path, &mut running, &engine, &outputs, "a change to the file");
+                    reload(path, &mut running, &engine, &view, "a change to the file");
                 }
                 _ = tokio::signal::ctrl_c() => signals += 1,
                 _ = term.recv() => signals += 1,
@@ -120,13 +126,14 @@ fn reload(
     path: &Path,
     running: &mut topology::Running,
     engine: &PluginEngine,
-    outputs: &crate::api::Outputs,
+    view: &crate::api::Shared,
     why: &str,
 ) {
-    let result = Pipeline::load(path).and_then(|p| running.reload(&p, engine));
-    if result.is_ok() {
-        *outputs.write().unwrap_or_else(|e| e.into_inner()) = running.outputs();
-    }
+    let result = Pipeline::load(path).and_then(|p| {
+        let change = running.reload(&p, engine)?;
+        *view.write().unwrap_or_else(|e| e.into_inner()) = View::of(running, &p);
+        Ok(change)
+    });
     match result {
         Ok(c) => tracing::info!(
             "pipeline reloaded after {why}: added {:?}, replaced {:?}, removed {:?}, {} kept running",

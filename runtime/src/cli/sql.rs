@@ -37,6 +37,14 @@ pub struct Args {
     /// Ctrl-C. The pipeline is not disturbed.
     #[arg(long, value_name = "URL", conflicts_with = "files")]
     live: Option<String>,
+    /// With --live: the API's bearer token (`[api] token`).
+    #[arg(
+        long,
+        env = "WEIR_API_TOKEN",
+        hide_env_values = true,
+        requires = "live"
+    )]
+    token: Option<String>,
     /// How rows are printed.
     #[arg(long = "output", short = 'o', value_enum, default_value = "table")]
     output: Output,
@@ -61,7 +69,13 @@ const BATCH: usize = 4096;
 /// `weir sql`: over files, or `--live` over a running pipeline.
 pub fn main(a: Args) -> Result<ExitCode> {
     match &a.live {
-        Some(url) => live(url, &a.sql, &a.allowed_lateness),
+        Some(url) => {
+            let api = super::ApiArgs {
+                api: url.clone(),
+                token: a.token.clone(),
+            };
+            live(&api, &a.sql, &a.allowed_lateness)
+        }
         None => run(a),
     }
 }
@@ -189,21 +203,15 @@ fn print(
 
 /// `weir sql --live URL`: streams the rows of a query attached to a running
 /// pipeline until Ctrl-C (which closes the connection and detaches it).
-fn live(url: &str, sql: &str, allowed_lateness: &str) -> Result<ExitCode> {
+fn live(api: &super::ApiArgs, sql: &str, allowed_lateness: &str) -> Result<ExitCode> {
     use std::io::BufRead;
-    let endpoint = format!("{}/sql", url.trim_end_matches('/'));
-    let client = reqwest::blocking::Client::builder().timeout(None).build()?;
-    let resp = client
-        .post(&endpoint)
+    let req = api
+        .client(None)?
+        .post(api.url("/sql"))
         .query(&[("allowed_lateness", allowed_lateness)])
-        .body(sql.to_string())
-        .send()
-        .with_context(|| format!("cannot reach the pipeline's admin API at {endpoint}"))?;
-    if !resp.status().is_success() {
-        let status = resp.status();
-        let text = resp.text().unwrap_or_default();
-        bail!("{endpoint}: {status}: {}", text.trim());
-    }
+        .body(sql.to_string());
+    let resp = api.call(req, "attaching the live query")?;
+    let url = api.url("");
     eprintln!("attached to {url}: rows print as windows close (Ctrl-C to detach)");
     let mut out = std::io::stdout().lock();
     for line in std::io::BufReader::new(resp).lines() {

@@ -22,11 +22,13 @@
 //! the environment variable (`$${` writes a literal `${`).
 
 mod alerts;
+mod describe;
 mod env;
 mod problems;
 mod types;
 
 pub use alerts::*;
+pub use describe::{Kind, Node};
 pub use problems::{Problem, Problems};
 pub use types::*;
 

@@ -68,13 +68,16 @@ impl Default for Settings {
     }
 }
 
-/// `[api]`: health and live SQL over HTTP for `weir sql --live`.
+/// `[api]`: the admin HTTP API (health, metrics, taps, live SQL, alerts).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     /// Where to listen (default `127.0.0.1:8686`; keep it on loopback).
     #[serde(default = "default_api_address")]
     pub address: String,
+    /// When set, every route but `/health` wants `Authorization: Bearer
+    /// TOKEN`; keep it in the environment: `token = "${WEIR_API_TOKEN}"`.
+    pub token: Option<String>,
 }
 
 fn default_api_address() -> String {

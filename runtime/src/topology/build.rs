@@ -18,11 +18,15 @@ use crate::plugin::{Limits, PluginEngine};
 use crate::sources::{self, Batcher};
 use crate::{sinks, transforms};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use weir_layout::BatchBuf;
 
 type Job = Box<dyn FnOnce() + Send>;
+
+/// Appended to the counters' names of a component a reload replaced.
+const BEFORE_RELOAD: &str = " (before reload)";
 
 /// What a reload needs to know of a running component.
 struct Live {
@@ -49,11 +53,38 @@ pub struct Built {
     pub shutdown: Shutdown,
     pub alerts: Option<Arc<Hub>>,
     alerting_spec: String,
+    capacity: usize,
 }
 
-/// A started pipeline.
+/// What the admin API sees of a running pipeline, taken again after each
+/// reload.
+#[derive(Clone, Default)]
+pub struct Snapshot {
+    pub outputs: BTreeMap<String, WeakOutput>,
+    pub stats: Vec<(String, Arc<Stats>)>,
+    /// Each consumer's input queue (batches), and how many it holds at most.
+    pub queues: Vec<(String, async_channel::WeakSender<BatchBuf>)>,
+    pub capacity: usize,
+    /// Per thread: set when it has ended.
+    pub done: Vec<(String, Arc<AtomicBool>)>,
+}
+
+impl Snapshot {
+    /// Whether each component (by name) still has a thread running.
+    pub fn components(&self) -> BTreeMap<String, bool> {
+        let mut out = BTreeMap::new();
+        for (thread, done) in &self.done {
+            let name = thread.split('#').next().unwrap_or(thread);
+            *out.entry(name.to_string()).or_insert(false) |= !done.load(Ordering::Relaxed);
+        }
+        out
+    }
+}
 pub struct Running {
     handles: Vec<(String, JoinHandle<()>)>,
+    /// Per thread (`NAME` or `NAME#worker`): set when it has ended.
+    done: Vec<(String, Arc<AtomicBool>)>,
+    capacity: usize,
     live: BTreeMap<String, Live>,
     pub stats: Vec<(String, Arc<Stats>)>,
     pub shutdown: Shutdown,
@@ -431,19 +462,39 @@ fn build_against(
         shutdown,
         alerts: None,
         alerting_spec: String::new(),
+        capacity: cap,
     })
 }
 
-fn spawn(jobs: Vec<(String, Job)>) -> Vec<(String, JoinHandle<()>)> {
-    jobs.into_iter()
-        .map(|(name, job)| {
-            let h = std::thread::Builder::new()
-                .name(name.clone())
-                .spawn(job)
-                .expect("spawn component thread");
-            (name, h)
-        })
-        .collect()
+type Spawned = (
+    Vec<(String, JoinHandle<()>)>,
+    Vec<(String, Arc<AtomicBool>)>,
+);
+
+fn spawn(jobs: Vec<(String, Job)>) -> Spawned {
+    /// Marks its thread ended, however it ends.
+    struct Ended(Arc<AtomicBool>);
+    impl Drop for Ended {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let mut handles = Vec::new();
+    let mut done = Vec::new();
+    for (name, job) in jobs {
+        let flag = Arc::new(AtomicBool::new(false));
+        let ended = Ended(flag.clone());
+        let h = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || {
+                let _ended = ended;
+                job()
+            })
+            .expect("spawn component thread");
+        handles.push((name.clone(), h));
+        done.push((name, flag));
+    }
+    (handles, done)
 }
 
 impl Built {
@@ -453,8 +504,11 @@ impl Built {
         if let Some(hub) = &self.alerts {
             hub.start();
         }
+        let (handles, done) = spawn(self.jobs);
         Running {
-            handles: spawn(self.jobs),
+            handles,
+            done,
+            capacity: self.capacity,
             live: self.live,
             stats: self.stats,
             shutdown: self.shutdown,
@@ -472,6 +526,26 @@ impl Running {
             .values()
             .flat_map(|l| l.outputs.iter().cloned())
             .collect()
+    }
+
+    /// What the admin API shows and taps.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            outputs: self.outputs(),
+            stats: self
+                .stats
+                .iter()
+                .filter(|(n, _)| !n.ends_with(BEFORE_RELOAD))
+                .cloned()
+                .collect(),
+            queues: self
+                .live
+                .iter()
+                .filter_map(|(n, l)| Some((n.clone(), l.input.clone()?)))
+                .collect(),
+            capacity: self.capacity,
+            done: self.done.clone(),
+        }
     }
 
     /// Every component has finished: inputs ended, or shutdown drained.
@@ -519,7 +593,9 @@ impl Running {
         change.kept = new_names.len() - built.live.len();
         // New consumers first, so nothing is sent to a queue nobody reads.
         super::reload::spawn(built.watched, self.shutdown.clone());
-        self.handles.extend(spawn(built.jobs));
+        let (handles, done) = spawn(built.jobs);
+        self.handles.extend(handles);
+        self.done.extend(done);
         for (out, txs) in built.rewires {
             out.rewire(txs);
         }
@@ -542,7 +618,7 @@ impl Running {
                 .iter_mut()
                 .filter(|(n, _)| *n == name || n.starts_with(&format!("{name}.")))
             {
-                n.push_str(" (before reload)");
+                n.push_str(BEFORE_RELOAD);
             }
         }
         self.live.extend(built.live);

@@ -1,0 +1,155 @@
+//! `GET /metrics`: weir's own metrics in Prometheus exposition (OpenMetrics
+//! text), read from the components' counters at each scrape.
+//!
+//! | metric | labels |
+//! |---|---|
+//! | `weir_component_received_events_total`, `weir_component_sent_events_total` | `component` (outputs: `NAME.dead_letter`, `NAME.late`) |
+//! | `weir_component_errors_total`, `weir_component_dropped_events_total` | `component` |
+//! | `weir_component_failures_total` (by reason: `timeout`, `trap`, `late`, `query_error`, ...) | `component`, `reason` |
+//! | `weir_component_up` (1 while its threads run) | `component` |
+//! | `weir_queue_batches`, `weir_queue_capacity_batches` (input queue fill) | `component` |
+//! | `weir_plugin_counter_total` (a plugin's own `counter-add`s) | `component`, `counter` |
+//! | `weir_alerts` (by state; silenced firing alerts counted apart) | `state` |
+//! | `weir_alert_notifications_total` | `result` (`sent`, `failed`) |
+
+use super::Api;
+use crate::topology::Stats;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::Ordering;
+
+type Labels = Vec<(&'static str, String)>;
+
+pub async fn serve(State(api): State<Api>) -> Response {
+    let text = render(&api);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+fn counter(reg: &mut Registry, name: &str, help: &str) -> Family<Labels, Counter> {
+    let f = Family::<Labels, Counter>::default();
+    reg.register(name, help, f.clone());
+    f
+}
+
+fn gauge(reg: &mut Registry, name: &str, help: &str) -> Family<Labels, Gauge> {
+    let f = Family::<Labels, Gauge>::default();
+    reg.register(name, help, f.clone());
+    f
+}
+
+fn render(api: &Api) -> String {
+    let mut reg = Registry::with_prefix("weir");
+    let received = counter(
+        &mut reg,
+        "component_received_events",
+        "Events a component took in",
+    );
+    let sent = counter(
+        &mut reg,
+        "component_sent_events",
+        "Events a component (or one of its outputs) sent on",
+    );
+    let errors = counter(
+        &mut reg,
+        "component_errors",
+        "Events that carried or caused an error",
+    );
+    let dropped = counter(
+        &mut reg,
+        "component_dropped_events",
+        "Events dropped on error (on_error = \"drop\")",
+    );
+    let failures = counter(&mut reg, "component_failures", "Failures by reason");
+    let plugin = counter(
+        &mut reg,
+        "plugin_counter",
+        "Counters a plugin keeps with counter-add",
+    );
+    let up = gauge(
+        &mut reg,
+        "component_up",
+        "1 while the component's threads run",
+    );
+    let queue = gauge(
+        &mut reg,
+        "queue_batches",
+        "Batches waiting in a component's input queue",
+    );
+    let capacity = gauge(
+        &mut reg,
+        "queue_capacity_batches",
+        "Batches a component's input queue holds",
+    );
+    let alerts = gauge(&mut reg, "alerts", "Alerts by state");
+    let notices = counter(
+        &mut reg,
+        "alert_notifications",
+        "Alert notifications by result",
+    );
+
+    let view = api.view();
+    let p = &view.pipeline;
+    for (name, s) in &p.stats {
+        let l = vec![("component", name.clone())];
+        received.get_or_create(&l).inc_by(Stats::get(&s.events_in));
+        sent.get_or_create(&l).inc_by(Stats::get(&s.events_out));
+        errors.get_or_create(&l).inc_by(Stats::get(&s.errors));
+        dropped.get_or_create(&l).inc_by(Stats::get(&s.dropped));
+        for (reason, n) in s.reasons() {
+            let l = vec![("component", name.clone()), ("reason", reason.to_string())];
+            failures.get_or_create(&l).inc_by(n);
+        }
+        if let Some(c) = s.plugin_counters.get() {
+            for (k, v) in c.snapshot() {
+                let l = vec![("component", name.clone()), ("counter", k.to_string())];
+                plugin.get_or_create(&l).inc_by(v);
+            }
+        }
+    }
+    for (name, running) in p.components() {
+        up.get_or_create(&vec![("component", name)])
+            .set(i64::from(running));
+    }
+    for (name, tx) in &p.queues {
+        let l = vec![("component", name.clone())];
+        let len = tx.upgrade().map_or(0, |t| t.len());
+        queue.get_or_create(&l).set(len as i64);
+        capacity.get_or_create(&l).set(p.capacity as i64);
+    }
+    if let Some(hub) = &api.alerts {
+        for state in ["pending", "firing", "silenced", "resolved"] {
+            alerts.get_or_create(&vec![("state", state.into())]).set(0);
+        }
+        for a in hub.list() {
+            let state = if a.silenced {
+                "silenced"
+            } else {
+                a.state.as_str()
+            };
+            alerts.get_or_create(&vec![("state", state.into())]).inc();
+        }
+        let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        notices
+            .get_or_create(&vec![("result", "sent".into())])
+            .inc_by(n(&hub.sent));
+        notices
+            .get_or_create(&vec![("result", "failed".into())])
+            .inc_by(n(&hub.failed));
+    }
+    drop(view);
+    let mut out = String::new();
+    let _ = encode(&mut out, &reg);
+    out
+}

@@ -1,0 +1,270 @@
+//! The admin API of a running pipeline: health, metrics scraped by a real
+//! Prometheus (Debian's package), the pipeline description, taps, and the
+//! bearer token, against the real binary.
+
+mod common;
+
+use common::*;
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+
+fn get(url: &str, token: Option<&str>) -> (u16, String) {
+    let client = reqwest::blocking::Client::new();
+    let mut req = client.get(url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().unwrap();
+    (resp.status().as_u16(), resp.text().unwrap())
+}
+
+/// The value of the sample `name{labels}` in an exposition.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[test]
+fn metrics_health_description_and_taps_of_a_running_pipeline() {
+    weir::install_tls_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let api = format!("http://127.0.0.1:{port}");
+    let p = pipeline(
+        dir.path(),
+        &format!(
+            r#"
+[api]
+address = "127.0.0.1:{port}"
+token = "${{TEST_TOKEN}}"
+
+[settings]
+batch_timeout_ms = 10
+
+[sources.app]
+type = "stdin"
+
+[transforms.warnings]
+type = "wasm"
+inputs = ["app"]
+plugin = "{{plugin:level_filter}}"
+config = {{ level = "warn" }}
+
+[sinks.out]
+type = "blackhole"
+inputs = ["warnings"]
+"#
+        ),
+    );
+    let mut weir_run = weir()
+        .env("TEST_TOKEN", "s3cret")
+        .args(["run", "-c"])
+        .arg(&p)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut feed = |info: usize, warn: usize| {
+        let mut text = String::new();
+        for i in 0..info {
+            text.push_str(&format!("{{\"level\":\"info\",\"i\":{i}}}\n"));
+        }
+        for i in 0..warn {
+            text.push_str(&format!("{{\"level\":\"warn\",\"i\":{i}}}\n"));
+        }
+        let stdin = weir_run.stdin.as_mut().unwrap();
+        stdin.write_all(text.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    };
+
+    // Health needs no token; it lists each component's state.
+    let mut health = String::new();
+    eventually(30, "the admin API", || {
+        match reqwest::blocking::get(format!("{api}/health")) {
+            Ok(r) => {
+                health = r.text().unwrap();
+                true
+            }
+            Err(_) => false,
+        }
+    });
+    let h: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(h["components"]["warnings"], "running", "{health}");
+
+    // Everything else wants the token.
+    let (status, body) = get(&format!("{api}/metrics"), None);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("Authorization: Bearer"), "{body}");
+    assert_eq!(get(&format!("{api}/metrics"), Some("wrong")).0, 401);
+
+    feed(30, 20);
+    let mut metrics = String::new();
+    eventually(20, "the counters to reach the events sent", || {
+        metrics = get(&format!("{api}/metrics"), Some("s3cret")).1;
+        sample(
+            &metrics,
+            r#"weir_component_sent_events_total{component="warnings"}"#,
+        ) == Some(20.0)
+    });
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"weir_component_received_events_total{component="warnings"}"#
+        ),
+        Some(50.0)
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"weir_component_sent_events_total{component="app"}"#
+        ),
+        Some(50.0)
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"weir_component_received_events_total{component="out"}"#
+        ),
+        Some(20.0)
+    );
+    assert_eq!(
+        sample(&metrics, r#"weir_component_up{component="warnings"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&metrics, r#"weir_queue_capacity_batches{component="out"}"#),
+        Some(8.0)
+    );
+
+    // Real Prometheus scrapes it, with the token, and has the same values.
+    let prom = Prometheus::start(dir.path(), port, "s3cret");
+    let mut got = None;
+    eventually(60, "Prometheus to scrape weir", || {
+        got = prom.query(r#"weir_component_sent_events_total{component="warnings"}"#);
+        got.is_some()
+    });
+    assert_eq!(got, Some(20.0));
+    assert_eq!(
+        prom.query(r#"up{job="weir"}"#),
+        Some(1.0),
+        "the scrape parsed"
+    );
+    assert_eq!(
+        prom.query(r#"weir_component_received_events_total{component="out"}"#),
+        Some(20.0)
+    );
+    drop(prom);
+
+    // The pipeline as nodes.
+    let (_, nodes) = get(&format!("{api}/pipeline"), Some("s3cret"));
+    let nodes: serde_json::Value = serde_json::from_str(&nodes).unwrap();
+    let warnings = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "warnings")
+        .unwrap();
+    assert_eq!(warnings["kind"], "transform");
+    assert_eq!(warnings["inputs"], serde_json::json!(["app"]));
+
+    // A tap sees what the plugin keeps, and ends at its limit.
+    let tap = weir()
+        .env("WEIR_API_TOKEN", "s3cret")
+        .args(["tap", "warnings", "--limit", "5", "--api", &api])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sampled = weir()
+        .env("WEIR_API_TOKEN", "s3cret")
+        .args([
+            "tap", "warnings", "--limit", "3", "--sample", "4", "--api", &api,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    feed(10, 12);
+    let out = wait_output(tap, 30);
+    let lines = json_lines(&out.stdout);
+    assert_eq!(lines.len(), 5, "{}", stderr(&out));
+    assert!(lines.iter().all(|e| e["level"] == "warn"), "{lines:?}");
+    assert_eq!(lines[0]["i"], 0);
+    let out = wait_output(sampled, 30);
+    let every_fourth: Vec<i64> = json_lines(&out.stdout)
+        .iter()
+        .map(|e| e["i"].as_i64().unwrap())
+        .collect();
+    assert_eq!(every_fourth, [0, 4, 8]);
+
+    let bad = run(
+        weir().args(["tap", "nope", "--api", &api, "--token", "s3cret"]),
+        b"",
+        30,
+    );
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("no component `nope`"),
+        "{}",
+        stderr(&bad)
+    );
+
+    drop(weir_run.stdin.take());
+    let out = wait_output(weir_run, 30);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// A real Prometheus scraping weir's `/metrics` every second.
+struct Prometheus {
+    child: Child,
+    url: String,
+}
+
+impl Prometheus {
+    fn start(dir: &std::path::Path, weir_port: u16, token: &str) -> Prometheus {
+        let port = free_port();
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: weir\n    authorization:\n      credentials: {token}\n    static_configs:\n      - targets: ['127.0.0.1:{weir_port}']\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus (Debian's package; scripts/test installs it)");
+        Prometheus {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// The value of an instant query with one result.
+    fn query(&self, q: &str) -> Option<f64> {
+        let resp = reqwest::blocking::Client::new()
+            .get(format!("{}/api/v1/query", self.url))
+            .query(&[("query", q)])
+            .send()
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_str(&resp.text().ok()?).ok()?;
+        v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
