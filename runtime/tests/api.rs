@@ -50,9 +50,13 @@ inputs = ["app"]
 plugin = "{{plugin:level_filter}}"
 config = {{ level = "warn" }}
 
+[queries.per_minute]
+inputs = ["app"]
+sql = "SELECT window_start, count(*) AS n FROM app GROUP BY tumble(interval '1 minute')"
+
 [sinks.out]
 type = "blackhole"
-inputs = ["warnings"]
+inputs = ["warnings", "per_minute"]
 "#
         ),
     );
@@ -65,6 +69,7 @@ inputs = ["warnings"]
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut fed_bytes = 0;
     let mut feed = |info: usize, warn: usize| {
         let mut text = String::new();
         for i in 0..info {
@@ -73,6 +78,7 @@ inputs = ["warnings"]
         for i in 0..warn {
             text.push_str(&format!("{{\"level\":\"warn\",\"i\":{i}}}\n"));
         }
+        fed_bytes += text.len();
         let stdin = weir_run.stdin.as_mut().unwrap();
         stdin.write_all(text.as_bytes()).unwrap();
         stdin.flush().unwrap();

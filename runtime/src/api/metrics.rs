@@ -7,12 +7,16 @@
 //! | `weir_component_errors_total`, `weir_component_dropped_events_total` | `component` |
 //! | `weir_component_failures_total` (by reason: `timeout`, `trap`, `late`, `query_error`, ...) | `component`, `reason` |
 //! | `weir_component_up` (1 while its threads run) | `component` |
+//! | `weir_component_received_bytes_total` (sources), `weir_component_sent_bytes_total` (sinks) | `component` |
+//! | `weir_plugin_calls_total`, `weir_plugin_busy_seconds_total` (batches, and time in the plugin) | `component` |
+//! | `weir_query_watermark_seconds`, `weir_query_lag_seconds` (wall clock minus watermark), `weir_query_open_windows` | `component` |
 //! | `weir_queue_batches`, `weir_queue_capacity_batches` (input queue fill) | `component` |
 //! | `weir_plugin_counter_total` (a plugin's own `counter-add`s) | `component`, `counter` |
 //! | `weir_alerts` (by state; silenced firing alerts counted apart) | `state` |
 //! | `weir_alert_notifications_total` | `result` (`sent`, `failed`) |
 
 use super::Api;
+use crate::config::Kind;
 use crate::topology::Stats;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -24,6 +28,8 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::Ordering;
 
 type Labels = Vec<(&'static str, String)>;
+type FloatCounter = Counter<f64, std::sync::atomic::AtomicU64>;
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 
 pub async fn serve(State(api): State<Api>) -> Response {
     let text = render(&api);
@@ -38,13 +44,25 @@ pub async fn serve(State(api): State<Api>) -> Response {
 }
 
 fn counter(reg: &mut Registry, name: &str, help: &str) -> Family<Labels, Counter> {
-    let f = Family::<Labels, Counter>::default();
-    reg.register(name, help, f.clone());
-    f
+    family(reg, name, help)
 }
 
 fn gauge(reg: &mut Registry, name: &str, help: &str) -> Family<Labels, Gauge> {
-    let f = Family::<Labels, Gauge>::default();
+    family(reg, name, help)
+}
+
+fn family<
+    M: prometheus_client::registry::Metric
+        + prometheus_client::metrics::TypedMetric
+        + prometheus_client::encoding::EncodeMetric
+        + Clone
+        + Default,
+>(
+    reg: &mut Registry,
+    name: &str,
+    help: &str,
+) -> Family<Labels, M> {
+    let f = Family::<Labels, M>::default();
     reg.register(name, help, f.clone());
     f
 }
@@ -98,11 +116,57 @@ fn render(api: &Api) -> String {
         "alert_notifications",
         "Alert notifications by result",
     );
+    let bytes_in = counter(&mut reg, "component_received_bytes", "Bytes a source read");
+    let bytes_out = counter(&mut reg, "component_sent_bytes", "Bytes a sink wrote");
+    let calls = counter(&mut reg, "plugin_calls", "Batches a plugin was called with");
+    let busy: Family<Labels, FloatCounter> = family(
+        &mut reg,
+        "plugin_busy_seconds",
+        "Time spent in plugin calls",
+    );
+    let watermark: Family<Labels, FloatGauge> = family(
+        &mut reg,
+        "query_watermark_seconds",
+        "A query's watermark (event time)",
+    );
+    let lag: Family<Labels, FloatGauge> = family(
+        &mut reg,
+        "query_lag_seconds",
+        "Wall clock minus a query's watermark",
+    );
+    let windows = gauge(&mut reg, "query_open_windows", "Windows a query holds open");
 
     let view = api.view();
     let p = &view.pipeline;
+    let kind = |name: &str| view.nodes.iter().find(|n| n.id == name).map(|n| n.kind);
+    let now = crate::codec::timestamp::now_ns();
     for (name, s) in &p.stats {
         let l = vec![("component", name.clone())];
+        match kind(name) {
+            Some(Kind::Source) => {
+                bytes_in.get_or_create(&l).inc_by(Stats::get(&s.bytes_in));
+            }
+            Some(Kind::Sink) => {
+                bytes_out.get_or_create(&l).inc_by(Stats::get(&s.bytes_out));
+            }
+            Some(Kind::Transform) => {
+                calls.get_or_create(&l).inc_by(Stats::get(&s.calls));
+                busy.get_or_create(&l)
+                    .inc_by(Stats::get(&s.busy_ns) as f64 / 1e9);
+            }
+            Some(Kind::Query) => {
+                let wm = s.watermark_ns.load(Ordering::Relaxed);
+                if wm != 0 {
+                    watermark.get_or_create(&l).set(wm as f64 / 1e9);
+                    lag.get_or_create(&l)
+                        .set(now.saturating_sub(wm) as f64 / 1e9);
+                }
+                windows
+                    .get_or_create(&l)
+                    .set(Stats::get(&s.open_windows) as i64);
+            }
+            _ => {}
+        }
         received.get_or_create(&l).inc_by(Stats::get(&s.events_in));
         sent.get_or_create(&l).inc_by(Stats::get(&s.events_out));
         errors.get_or_create(&l).inc_by(Stats::get(&s.errors));

@@ -16,6 +16,20 @@ pub enum Line<'a> {
     },
 }
 
+impl Line<'_> {
+    /// The line's length as read, without its newline.
+    pub fn len(&self) -> usize {
+        match *self {
+            Line::Full(b) => b.len(),
+            Line::Truncated { len, .. } => len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 pub struct LineSplitter {
     buf: Vec<u8>,
     /// Unconsumed bytes are `buf[start..end]`.

@@ -64,5 +64,6 @@ pub fn run(
             return drain(&input);
         }
         Stats::add(&stats.events_out, batch.len());
+        Stats::add(&stats.bytes_out, buf.len());
     }
 }

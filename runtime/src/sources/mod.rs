@@ -54,6 +54,7 @@ pub struct LineReader {
     decoder: Decoder,
     origin: String,
     line_no: u64,
+    bytes: u64,
 }
 
 impl LineReader {
@@ -63,6 +64,7 @@ impl LineReader {
             decoder,
             origin,
             line_no: 0,
+            bytes: 0,
         }
     }
 
@@ -71,6 +73,7 @@ impl LineReader {
         let now = timestamp::now_ns();
         while let Some(line) = self.splitter.next_line() {
             self.line_no += 1;
+            self.bytes += line.len() as u64 + 1;
             self.decoder
                 .decode(&mut out.batch, line, &self.origin, self.line_no, now);
             if out.is_full() {
@@ -99,6 +102,7 @@ impl LineReader {
     pub fn finish(&mut self, out: &mut Batcher) -> Result<(), Closed> {
         if let Some(line) = self.splitter.finish() {
             self.line_no += 1;
+            self.bytes += line.len() as u64;
             let now = timestamp::now_ns();
             self.decoder
                 .decode(&mut out.batch, line, &self.origin, self.line_no, now);
@@ -117,6 +121,7 @@ impl LineReader {
     fn count(&self, out: &Batcher) {
         let s = out.stats();
         s.errors.store(self.decoder.errors, Ordering::Relaxed);
+        s.bytes_in.store(self.bytes, Ordering::Relaxed);
     }
 
     pub fn lines(&self) -> u64 {

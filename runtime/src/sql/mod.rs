@@ -11,6 +11,7 @@ use crate::alerts::Evaluator;
 use crate::codec::json_encode;
 use crate::config::{Pipeline, Problem, QueryConfig, LATE};
 use crate::topology::{drain, Output, Rx, Stats};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use weir_layout::{BatchBuf, LayoutError};
 use weir_sql::arrow::array::RecordBatch;
@@ -158,11 +159,18 @@ pub fn run(name: &str, job: QueryJob, input: Rx, out: Output, late: Output) {
                 misfit_logged = true;
             }
         }
+        let qs = query.stats();
+        if qs.watermark != i64::MIN {
+            stats.watermark_ns.store(qs.watermark, Ordering::Relaxed);
+        }
+        stats
+            .open_windows
+            .store(qs.open_windows as u64, Ordering::Relaxed);
         if let Some(a) = &mut alerts {
             if let Some(keys) = query.key_columns() {
                 a.set_keys(keys);
             }
-            a.observe(&pushed.rows, Some(query.stats().watermark));
+            a.observe(&pushed.rows, Some(qs.watermark));
         }
         if send_rows(name, &pushed.rows, &out).is_err() {
             break;

@@ -26,6 +26,16 @@ pub struct Stats {
     pub errors: AtomicU64,
     /// Events dropped on purpose (`on_error = "drop"`), not filtered out.
     pub dropped: AtomicU64,
+    /// Bytes read (sources) or written (sinks).
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    /// Batches a plugin was called with, and the time those calls took.
+    pub calls: AtomicU64,
+    pub busy_ns: AtomicU64,
+    /// A query's watermark (event time, ns; 0 before any event) and its
+    /// open windows.
+    pub watermark_ns: std::sync::atomic::AtomicI64,
+    pub open_windows: AtomicU64,
     /// Failures by reason (`timeout`, `memory`, `trap`, `event_error`, ...).
     reasons: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
     /// The counters a plugin keeps through `counter-add`.
@@ -51,6 +61,13 @@ impl Stats {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// One plugin call over a batch took `took`.
+    pub fn record_call(&self, took: std::time::Duration) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.busy_ns
+            .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
     }
 }
 

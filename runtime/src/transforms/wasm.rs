@@ -60,7 +60,9 @@ impl Worker {
         while let Ok(batch) = input.recv_blocking() {
             Stats::add(&out.stats.events_in, batch.len());
             self.take_swap();
+            let started = std::time::Instant::now();
             let p = self.process(batch, &out.stats);
+            out.stats.record_call(started.elapsed());
             if let Some(dead) = &dead {
                 // Dead letters are counted by the stage, not as its output.
                 if dead.send(p.dead).is_err() {
