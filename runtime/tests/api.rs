@@ -274,3 +274,143 @@ impl Drop for Prometheus {
         let _ = self.child.wait();
     }
 }
+
+/// A tmux server of the test's own, killed when dropped.
+struct Tmux(String);
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .args(["-L", &self.0])
+            .args(args)
+            .output()
+            .expect("tmux (scripts/test installs it)")
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "top"]).stdout).into_owned()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+#[test]
+fn top_shows_moving_counters_in_a_terminal_and_quits_on_q() {
+    weir::install_tls_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let api = format!("http://127.0.0.1:{port}");
+    let p = pipeline(
+        dir.path(),
+        &format!(
+            r#"
+[api]
+address = "127.0.0.1:{port}"
+
+[sources.app]
+type = "generator"
+rate = 2000
+
+[transforms.warnings]
+type = "wasm"
+inputs = ["app"]
+plugin = "{{plugin:level_filter}}"
+config = {{ level = "warn" }}
+
+[sinks.out]
+type = "blackhole"
+inputs = ["warnings"]
+"#
+        ),
+    );
+    let weir_run = start(&p, &[]);
+    eventually(30, "the admin API", || {
+        reqwest::blocking::get(format!("{api}/health")).is_ok()
+    });
+
+    let tmux = Tmux(format!("weir-top-{port}"));
+    let cmd = format!(
+        "{} top --interval 200ms --api {api}",
+        env!("CARGO_BIN_EXE_weir")
+    );
+    let started = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "top",
+        "-x",
+        "160",
+        "-y",
+        "20",
+        &cmd,
+    ]);
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    // The `app` row's OUT column, as the screen shows it.
+    let out_of_app = |screen: &str| -> Option<u64> {
+        let row = screen.lines().find(|l| l.starts_with("app "))?;
+        row.split_whitespace().nth(6)?.parse().ok()
+    };
+    let mut first = None;
+    eventually(20, "top to draw the components", || {
+        first = out_of_app(&tmux.screen());
+        first.is_some()
+    });
+    let screen = tmux.screen();
+    assert!(
+        screen.contains("COMPONENT") && screen.contains("PLUGIN"),
+        "{screen}"
+    );
+    assert!(
+        screen.lines().any(|l| l.starts_with("warnings")
+            && l.contains("transform")
+            && l.contains("µs/batch")),
+        "{screen}"
+    );
+    eventually(20, "the counters to move", || {
+        out_of_app(&tmux.screen()).is_some_and(|n| n > first.unwrap())
+    });
+    let rate: f64 = tmux
+        .screen()
+        .lines()
+        .find(|l| l.starts_with("app "))
+        .and_then(|l| l.split_whitespace().nth(4)?.parse().ok())
+        .unwrap();
+    assert!(
+        rate > 500.0 && rate < 5000.0,
+        "events/s out of app at rate 2000: {rate}"
+    );
+
+    tmux.run(&["send-keys", "-t", "top", "q"]);
+    eventually(10, "top to quit on q", || {
+        !tmux.run(&["has-session", "-t", "top"]).status.success()
+    });
+
+    // Not a terminal: plain lines.
+    let mut plain = weir()
+        .args(["top", "--interval", "200ms", "--api", &api])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    plain.kill().unwrap();
+    let out = plain.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().any(|l| l.starts_with("app source running")),
+        "{text}"
+    );
+    assert!(!text.contains('\x1b'), "no escape codes when piped");
+
+    signal(&weir_run, libc::SIGTERM);
+    let out = wait_output(weir_run, 30);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -5,6 +5,7 @@
 //! - `GET /health`: ready, and whether each component is running.
 //! - `GET /metrics`: weir's own metrics in Prometheus exposition.
 //! - `GET /pipeline`: the components and what each reads.
+//! - `GET /components`: each component's counters as JSON (`weir top`).
 //! - `GET /tap/COMPONENT?limit=N&sample=N`: the events leaving a component,
 //!   as JSON lines (what `weir tap` prints).
 //! - `POST /sql`: a live query (`weir sql --live`).
@@ -16,6 +17,7 @@
 //! and detaching leaves the pipeline as it was.
 
 mod alerts;
+pub mod components;
 mod metrics;
 mod sql;
 mod tap;
@@ -99,6 +101,7 @@ pub fn start(
             rt.block_on(async move {
                 let protected = axum::Router::new()
                     .route("/metrics", get(metrics::serve))
+                    .route("/components", get(components::serve))
                     .route("/pipeline", get(pipeline))
                     .route("/tap/{component}", get(tap::serve))
                     .route("/sql", post(sql::live_sql))

@@ -7,6 +7,7 @@ mod plugin_run;
 mod run;
 mod sql;
 mod tap;
+mod top;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -57,6 +58,9 @@ enum Command {
     /// Print the events leaving a component of a running pipeline as JSON
     /// lines (`weir tap warnings --limit 10`), without disturbing it.
     Tap(tap::Args),
+    /// A running pipeline's components, refreshing in place: events/s in
+    /// and out, errors, queue fill, plugin time (q to quit).
+    Top(top::Args),
     /// Draw the pipeline: Graphviz DOT (default), Mermaid, or SVG.
     Graph(graph::Args),
     /// Alerts of a running pipeline, through its admin API: list them,
@@ -110,6 +114,7 @@ pub fn main() -> ExitCode {
         Command::Alerts(cmd) => alerts::main(cmd),
         Command::Graph(args) => graph::main(args),
         Command::Tap(args) => tap::main(args),
+        Command::Top(args) => top::main(args),
         Command::Plugin(PluginCommand::Run {
             plugin,
             config,

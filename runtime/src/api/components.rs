@@ -1,0 +1,75 @@
+//! `GET /components`: each component's counters as JSON, what `weir top`
+//! polls (Prometheus reads the same numbers from `/metrics`).
+
+use super::Api;
+use crate::topology::Stats;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One component (or output such as `NAME.late`) and its counters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Component {
+    pub name: String,
+    /// source, transform, query or sink; empty for outputs.
+    pub kind: String,
+    pub running: bool,
+    pub events_in: u64,
+    pub events_out: u64,
+    pub errors: u64,
+    pub dropped: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Batches in its input queue, and how many it holds.
+    pub queue: Option<(usize, usize)>,
+    /// Plugin calls and the time they took.
+    pub calls: u64,
+    pub busy_ns: u64,
+    pub reasons: BTreeMap<String, u64>,
+}
+
+pub(super) async fn serve(State(api): State<Api>) -> impl IntoResponse {
+    axum::Json(list(&api))
+}
+
+fn list(api: &Api) -> Vec<Component> {
+    let view = api.view();
+    let p = &view.pipeline;
+    let running = p.components();
+    p.stats
+        .iter()
+        .map(|(name, s)| {
+            let base = name.split('.').next().unwrap_or(name);
+            let kind = view
+                .nodes
+                .iter()
+                .find(|n| n.id == *name)
+                .map_or("", |n| n.kind.name());
+            let queue = p
+                .queues
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, tx)| (tx.upgrade().map_or(0, |t| t.len()), p.capacity));
+            Component {
+                name: name.clone(),
+                kind: kind.into(),
+                running: running.get(base).copied().unwrap_or(false),
+                events_in: Stats::get(&s.events_in),
+                events_out: Stats::get(&s.events_out),
+                errors: Stats::get(&s.errors),
+                dropped: Stats::get(&s.dropped),
+                bytes_in: Stats::get(&s.bytes_in),
+                bytes_out: Stats::get(&s.bytes_out),
+                queue,
+                calls: Stats::get(&s.calls),
+                busy_ns: Stats::get(&s.busy_ns),
+                reasons: s
+                    .reasons()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
+            }
+        })
+        .collect()
+}
