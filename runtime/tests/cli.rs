@@ -398,3 +398,55 @@ type = "stdout"
         "{svg}"
     );
 }
+
+#[test]
+fn weir_test_passes_on_the_quickstart_and_fails_with_a_diff_on_a_broken_expectation() {
+    let quickstart = repo().join("examples/quickstart/pipeline.toml");
+    let out = run(weir().args(["test", "-c"]).arg(&quickstart), b"", 120);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("test level-filter keeps warnings and errors ... ok"),
+        "{text}"
+    );
+    assert!(text.contains("the rule fires for cart ... ok"), "{text}");
+    assert!(text.trim_end().ends_with("3 passed, 0 failed"), "{text}");
+
+    // The same tests with two expectations broken and one naming a
+    // component that is not there.
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = repo().join("plugins").display().to_string() + "/";
+    let broken = std::fs::read_to_string(&quickstart)
+        .unwrap()
+        .replace("../../plugins/", &plugins)
+        .replace(r#"password = "[REDACTED]""#, r#"password = "[HIDDEN]""#)
+        .replace(r#"state = "firing""#, r#"state = "pending""#)
+        + "\n[[tests]]\nname = \"typo\"\ninput = \"warnigns\"\nevents = [{ level = \"warn\" }]\n";
+    let path = dir.path().join("broken.toml");
+    std::fs::write(&path, broken).unwrap();
+    let out = run(weir().args(["test", "-c"]).arg(&path), b"", 120);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("test redact masks e-mail addresses and passwords ... FAILED"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"    - {"msg":"reset for [EMAIL]","password":"[HIDDEN]"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"    + {"msg":"reset for [EMAIL]","password":"[REDACTED]"}"#),
+        "{text}"
+    );
+    assert!(text.contains("missing {\"alertname\": \"service_degraded\", \"service\": \"cart\", \"state\": \"pending\"}"), "{text}");
+    assert!(
+        text.contains("firing {\"alertname\": \"service_degraded\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("`warnigns` is not a transform or query (did you mean `warnings`?)"),
+        "{text}"
+    );
+    assert!(text.trim_end().ends_with("1 passed, 3 failed"), "{text}");
+}

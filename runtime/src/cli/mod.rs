@@ -7,6 +7,7 @@ mod plugin_run;
 mod run;
 mod sql;
 mod tap;
+mod test;
 mod top;
 
 use clap::{Parser, Subcommand};
@@ -47,6 +48,9 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Run the pipeline's `[[tests]]`: events into one transform or query,
+    /// checks on what comes out; a diff and a non-zero exit on failure.
+    Test(test::Args),
     /// Run SQL over JSON-lines files, with the windows of a pipeline query:
     /// `weir sql "SELECT tumble(interval '1 minute') AS minute, service,
     /// count(*) FROM events GROUP BY minute, service" app.log`.
@@ -115,6 +119,7 @@ pub fn main() -> ExitCode {
         Command::Graph(args) => graph::main(args),
         Command::Tap(args) => tap::main(args),
         Command::Top(args) => top::main(args),
+        Command::Test(args) => test::main(args),
         Command::Plugin(PluginCommand::Run {
             plugin,
             config,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 /// Exit code for a pipeline that does not validate (as `sysexits` EX_CONFIG).
 const EX_CONFIG: u8 = 78;
 
-fn engine(p: &Pipeline) -> Result<PluginEngine> {
+pub fn engine(p: &Pipeline) -> Result<PluginEngine> {
     let dir = match &p.file.settings.plugin_cache_dir {
         Some(d) => Some(p.resolve(d)),
         None => PluginEngine::default_cache_dir(),
@@ -20,7 +20,7 @@ fn engine(p: &Pipeline) -> Result<PluginEngine> {
     PluginEngine::new(dir)
 }
 
-fn report(problems: &Problems) -> ExitCode {
+pub fn report(problems: &Problems) -> ExitCode {
     eprintln!("{problems}");
     let n = problems.0.len();
     eprintln!("{n} problem{} found", if n == 1 { "" } else { "s" });

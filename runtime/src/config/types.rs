@@ -33,6 +33,9 @@ pub struct PipelineFile {
     pub route: Option<super::RouteConfig>,
     #[serde(default)]
     pub receivers: super::Receivers,
+    /// Unit tests of transforms, queries and alert rules (`weir test`).
+    #[serde(default)]
+    pub tests: Vec<PipelineTest>,
 }
 
 /// Pipeline-wide tuning; the defaults suit most pipelines.
@@ -383,4 +386,45 @@ fn default_exporter_address() -> String {
 
 fn default_expire_after() -> String {
     "5m".into()
+}
+
+/// `[[tests]]`: a unit test of one transform or query, run by `weir test`.
+///
+/// ```toml
+/// [[tests]]
+/// name = "warnings and errors pass"
+/// input = "warnings"                      # the transform or query the events go into
+/// events = [{ level = "warn", msg = "disk 91%" }, { level = "info", msg = "ok" }]
+/// expect = { count = 1, conditions = ["level = 'warn'"] }
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineTest {
+    pub name: String,
+    /// The transform or query the events go into.
+    pub input: String,
+    /// Events as tables (quote timestamps: `timestamp = "2025-11-24T16:00:00Z"`).
+    #[serde(default)]
+    pub events: Vec<toml::Table>,
+    /// Or as raw lines, decoded as the sources decode them.
+    #[serde(default)]
+    pub lines: Vec<String>,
+    #[serde(default)]
+    pub expect: Expect,
+}
+
+/// What the component's output must be; every part given must hold.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// How many events (rows, for a query) come out.
+    pub count: Option<usize>,
+    /// SQL conditions every output event must meet.
+    #[serde(default)]
+    pub conditions: Vec<String>,
+    /// The exact output events, in order (fields as tables).
+    pub events: Option<Vec<toml::Table>>,
+    /// For a query: the alerts of the rules reading it once the events are
+    /// in, each as labels plus `state` (`pending`, `firing`, `resolved`).
+    pub alerts: Option<Vec<IndexMap<String, String>>>,
 }

@@ -299,23 +299,12 @@ fn build_against(
             ));
             continue;
         }
-        let mut connect = Vec::new();
-        for a in &w.allow_connect {
-            match std::net::ToSocketAddrs::to_socket_addrs(a) {
-                Ok(addrs) => connect.extend(addrs),
-                Err(e) => problems.push(p.problem(
-                    "transforms",
-                    name,
-                    Some("allow_connect"),
-                    format!("`{a}` is not a host:port address: {e}"),
-                )),
+        let limits = match limits(p, w) {
+            Ok(l) => l,
+            Err(msg) => {
+                problems.push(p.problem("transforms", name, Some("allow_connect"), msg));
+                continue;
             }
-        }
-        let limits = Limits {
-            memory_bytes: w.memory_limit_mb.saturating_mul(1 << 20),
-            timeout: std::time::Duration::from_millis(w.timeout_ms.max(1)),
-            read_dirs: w.allow_read.iter().map(|d| p.resolve(d)).collect(),
-            connect,
         };
         let plugin = match engine.load(name, &path, t.plugin_config(), limits) {
             Ok(plugin) => plugin,
@@ -470,6 +459,23 @@ type Spawned = (
     Vec<(String, JoinHandle<()>)>,
     Vec<(String, Arc<AtomicBool>)>,
 );
+
+/// A Wasm transform's sandbox, from its settings.
+pub fn limits(p: &Pipeline, w: &crate::config::WasmTransform) -> Result<Limits, String> {
+    let mut connect = Vec::new();
+    for a in &w.allow_connect {
+        match std::net::ToSocketAddrs::to_socket_addrs(a) {
+            Ok(addrs) => connect.extend(addrs),
+            Err(e) => return Err(format!("`{a}` is not a host:port address: {e}")),
+        }
+    }
+    Ok(Limits {
+        memory_bytes: w.memory_limit_mb.saturating_mul(1 << 20),
+        timeout: std::time::Duration::from_millis(w.timeout_ms.max(1)),
+        read_dirs: w.allow_read.iter().map(|d| p.resolve(d)).collect(),
+        connect,
+    })
+}
 
 fn spawn(jobs: Vec<(String, Job)>) -> Spawned {
     /// Marks its thread ended, however it ends.

@@ -12,6 +12,6 @@ mod build;
 mod edge;
 mod reload;
 
-pub use build::{build, Built, Running, Snapshot};
+pub use build::{build, limits, Built, Running, Snapshot};
 pub use edge::{drain, Closed, Output, Rx, Shutdown, Stats, Tx, WeakOutput};
 pub use reload::Swap;
