@@ -275,29 +275,6 @@ impl Drop for Prometheus {
     }
 }
 
-/// A tmux server of the test's own, killed when dropped.
-struct Tmux(String);
-
-impl Tmux {
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        Command::new("tmux")
-            .args(["-L", &self.0])
-            .args(args)
-            .output()
-            .expect("tmux (scripts/test installs it)")
-    }
-
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "top"]).stdout).into_owned()
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.run(&["kill-server"]);
-    }
-}
-
 #[test]
 fn top_shows_moving_counters_in_a_terminal_and_quits_on_q() {
     weir::install_tls_provider();
@@ -332,27 +309,11 @@ inputs = ["warnings"]
         reqwest::blocking::get(format!("{api}/health")).is_ok()
     });
 
-    let tmux = Tmux(format!("weir-top-{port}"));
     let cmd = format!(
         "{} top --interval 200ms --api {api}",
         env!("CARGO_BIN_EXE_weir")
     );
-    let started = tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "top",
-        "-x",
-        "160",
-        "-y",
-        "20",
-        &cmd,
-    ]);
-    assert!(
-        started.status.success(),
-        "{}",
-        String::from_utf8_lossy(&started.stderr)
-    );
+    let tmux = Tmux::start(&format!("weir-top-{port}"), &cmd);
     // The `app` row's OUT column, as the screen shows it.
     let out_of_app = |screen: &str| -> Option<u64> {
         let row = screen.lines().find(|l| l.starts_with("app "))?;
@@ -388,10 +349,8 @@ inputs = ["warnings"]
         "events/s out of app at rate 2000: {rate}"
     );
 
-    tmux.run(&["send-keys", "-t", "top", "q"]);
-    eventually(10, "top to quit on q", || {
-        !tmux.run(&["has-session", "-t", "top"]).status.success()
-    });
+    tmux.run(&["send-keys", "-t", "main", "q"]);
+    eventually(10, "top to quit on q", || !tmux.alive());
 
     // Not a terminal: plain lines.
     let mut plain = weir()

@@ -450,3 +450,59 @@ fn weir_test_passes_on_the_quickstart_and_fails_with_a_diff_on_a_broken_expectat
     );
     assert!(text.trim_end().ends_with("1 passed, 3 failed"), "{text}");
 }
+
+#[test]
+fn long_work_shows_a_progress_bar_on_a_terminal_and_nothing_when_piped() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.log");
+    let line = "{\"service\":\"cart\",\"level\":\"info\",\"latency_ms\":12,\"msg\":\"request completed in good time\"}\n";
+    std::fs::write(&big, line.repeat(200_000)).unwrap();
+    let sql = "SELECT window_start, count(*) AS n FROM events GROUP BY tumble(interval '1 hour')";
+    let weir_bin = env!("CARGO_BIN_EXE_weir");
+    let p = pipeline(
+        dir.path(),
+        &format!(
+            "[sources.big]\ntype = \"file\"\npath = \"{}\"\n\n[sinks.out]\ntype = \"blackhole\"\ninputs = [\"big\"]\n",
+            big.display()
+        ),
+    );
+
+    // On a terminal: the bar's last state stays on screen.
+    let script = dir.path().join("both.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "{weir_bin} sql \"{sql}\" {} > /dev/null\necho SQL-DONE\nWEIR_LOG=error {weir_bin} run -c {}\necho RUN-DONE\nsleep 60\n",
+            big.display(),
+            p.display()
+        ),
+    )
+    .unwrap();
+    let cmd = format!("sh {}", script.display());
+    let tmux = Tmux::start(&format!("weir-progress-{}", std::process::id()), &cmd);
+    let mut screen = String::new();
+    eventually(60, "both commands", || {
+        screen = tmux.screen();
+        screen.contains("RUN-DONE")
+    });
+    let bars: Vec<&str> = screen.lines().filter(|l| l.contains("ETA")).collect();
+    assert_eq!(bars.len(), 2, "{screen}");
+    let total = format!(
+        "{0:.2} MiB/{0:.2} MiB",
+        (line.len() * 200_000) as f64 / (1 << 20) as f64
+    );
+    assert!(
+        bars.iter().all(|b| b.contains(&total)),
+        "{total} in:\n{screen}"
+    );
+    assert!(bars[0].contains("200000 events"), "{screen}");
+
+    // Piped: nothing but the summary.
+    let out = run(weir().args(["sql", sql]).arg(&big), b"", 60);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("ETA") && !stderr(&out).contains('\u{1b}'),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -4,6 +4,7 @@ mod alerts;
 mod graph;
 mod plugin_new;
 mod plugin_run;
+mod progress;
 mod run;
 mod sql;
 mod tap;

@@ -73,6 +73,8 @@ pub fn run(path: &Path, watch: bool) -> Result<ExitCode> {
             running.alerts.clone(),
         )?;
     }
+    let progress =
+        finite_input(&p).map(|(sources, total)| (sources, super::progress::bytes(total)));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -91,7 +93,14 @@ pub fn run(path: &Path, watch: bool) -> Result<ExitCode> {
         loop {
             tokio::select! {
                 _ = poll.tick() => {
+                    if let Some((sources, bar)) = &progress {
+                        let stats = running.stats.iter().filter(|(n, _)| sources.contains(n));
+                        bar.set_position(stats.map(|(_, s)| Stats::get(&s.bytes_in)).sum());
+                    }
                     if running.is_finished() {
+                        if let Some((_, bar)) = &progress {
+                            bar.finish();
+                        }
                         return anyhow::Ok(());
                     }
                 }
@@ -119,6 +128,20 @@ pub fn run(path: &Path, watch: bool) -> Result<ExitCode> {
     })?;
     print_summary(&running.wait());
     Ok(ExitCode::SUCCESS)
+}
+
+/// When every source is a file read to its end: their names and total size.
+fn finite_input(p: &Pipeline) -> Option<(Vec<String>, u64)> {
+    let mut total = 0;
+    for s in p.file.sources.values() {
+        match s {
+            crate::config::SourceConfig::File(f) if !f.follow => {
+                total += std::fs::metadata(p.resolve(&f.path)).ok()?.len();
+            }
+            _ => return None,
+        }
+    }
+    Some((p.file.sources.keys().cloned().collect(), total))
 }
 
 /// Reloads the pipeline file into the running pipeline, or says why not.

@@ -118,6 +118,14 @@ fn run(a: Args) -> Result<ExitCode> {
         batch.clear();
         Ok(())
     };
+    let total = a
+        .files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    let bar = super::progress::bytes(total);
+    let mut events = 0u64;
     for path in &a.files {
         let origin = path.display().to_string();
         let file = std::fs::File::open(path).with_context(|| format!("cannot open {origin}"))?;
@@ -125,6 +133,11 @@ fn run(a: Args) -> Result<ExitCode> {
             file,
             DEFAULT_MAX_LINE_BYTES,
             |line, line_no| -> Result<()> {
+                bar.inc(line.len() as u64 + 1);
+                events += 1;
+                if events % 65_536 == 0 {
+                    bar.set_message(format!("{events} events"));
+                }
                 decoder.decode(&mut batch, line, &origin, line_no, now);
                 if batch.len() >= BATCH {
                     push(&mut batch, &mut query).with_context(|| {
@@ -138,6 +151,8 @@ fn run(a: Args) -> Result<ExitCode> {
     }
     push(&mut batch, &mut query)
         .context("the query failed on the events up to the end of the input")?;
+    bar.set_message(format!("{events} events"));
+    bar.finish();
     rows.extend(weir_sql::batches(query.finish()?));
 
     let schema = query.output_schema();

@@ -232,3 +232,53 @@ impl Recorder {
         self.seen.lock().unwrap().len()
     }
 }
+
+/// A tmux server of the test's own running `cmd` in a 160x20 terminal,
+/// killed when dropped.
+pub struct Tmux(String);
+
+impl Tmux {
+    pub fn start(socket: &str, cmd: &str) -> Tmux {
+        let t = Tmux(socket.to_string());
+        let started = t.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "main",
+            "-x",
+            "160",
+            "-y",
+            "20",
+            cmd,
+        ]);
+        assert!(
+            started.status.success(),
+            "{}",
+            String::from_utf8_lossy(&started.stderr)
+        );
+        t
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .args(["-L", &self.0])
+            .args(args)
+            .output()
+            .expect("tmux (scripts/test installs it)")
+    }
+
+    pub fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "main"]).stdout)
+            .into_owned()
+    }
+
+    pub fn alive(&self) -> bool {
+        self.run(&["has-session", "-t", "main"]).status.success()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
