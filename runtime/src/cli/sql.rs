@@ -135,7 +135,7 @@ fn run(a: Args) -> Result<ExitCode> {
             |line, line_no| -> Result<()> {
                 bar.inc(line.len() as u64 + 1);
                 events += 1;
-                if events % 65_536 == 0 {
+                if events.is_multiple_of(65_536) {
                     bar.set_message(format!("{events} events"));
                 }
                 decoder.decode(&mut batch, line, &origin, line_no, now);
