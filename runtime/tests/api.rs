@@ -57,6 +57,13 @@ sql = "SELECT window_start, count(*) AS n FROM app GROUP BY tumble(interval '1 m
 [sinks.out]
 type = "blackhole"
 inputs = ["warnings", "per_minute"]
+
+[alerts.flood]
+query = "per_minute"
+condition = "n > 1000000"
+
+[receivers.console]
+type = "stdout"
 "#
         ),
     );
@@ -70,7 +77,13 @@ inputs = ["warnings", "per_minute"]
         .spawn()
         .unwrap();
     let mut fed_bytes = 0;
-    let mut feed = |info: usize, warn: usize| {
+    let mut feed_line = |text: &str| {
+        fed_bytes += text.len();
+        let stdin = weir_run.stdin.as_mut().unwrap();
+        stdin.write_all(text.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    };
+    let levels = |info: usize, warn: usize| {
         let mut text = String::new();
         for i in 0..info {
             text.push_str(&format!("{{\"level\":\"info\",\"i\":{i}}}\n"));
@@ -78,10 +91,7 @@ inputs = ["warnings", "per_minute"]
         for i in 0..warn {
             text.push_str(&format!("{{\"level\":\"warn\",\"i\":{i}}}\n"));
         }
-        fed_bytes += text.len();
-        let stdin = weir_run.stdin.as_mut().unwrap();
-        stdin.write_all(text.as_bytes()).unwrap();
-        stdin.flush().unwrap();
+        text
     };
 
     // Health needs no token; it lists each component's state.
@@ -104,7 +114,7 @@ inputs = ["warnings", "per_minute"]
     assert!(body.contains("Authorization: Bearer"), "{body}");
     assert_eq!(get(&format!("{api}/metrics"), Some("wrong")).0, 401);
 
-    feed(30, 20);
+    feed_line(&levels(30, 20));
     let mut metrics = String::new();
     eventually(20, "the counters to reach the events sent", || {
         metrics = get(&format!("{api}/metrics"), Some("s3cret")).1;
@@ -160,6 +170,47 @@ inputs = ["warnings", "per_minute"]
         prom.query(r#"weir_component_received_events_total{component="out"}"#),
         Some(20.0)
     );
+
+    // An event older than the open window is late for the query: counted
+    // by reason.
+    feed_line("{\"level\":\"info\",\"timestamp\":\"2000-01-01T00:00:00Z\"}\n");
+    let mut metrics = String::new();
+    eventually(20, "the late event to be counted", || {
+        metrics = get(&format!("{api}/metrics"), Some("s3cret")).1;
+        sample(
+            &metrics,
+            r#"weir_component_failures_total{component="per_minute",reason="late"}"#,
+        ) == Some(1.0)
+    });
+
+    // Every query of the example Grafana dashboard is valid PromQL and
+    // reads metrics weir exports.
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("examples/grafana/weir-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let mut checked = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            assert!(
+                prom.valid(&expr.replace("$job", ".*")),
+                "not valid PromQL: {expr}"
+            );
+            for name in expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("weir_"))
+            {
+                let family = name.trim_end_matches("_total");
+                assert!(
+                    metrics.contains(&format!("# TYPE {family} ")),
+                    "{name} is not exported:\n{metrics}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 15, "{checked}");
     drop(prom);
 
     // The pipeline as nodes.
@@ -192,7 +243,7 @@ inputs = ["warnings", "per_minute"]
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
-    feed(10, 12);
+    feed_line(&levels(10, 12));
     let out = wait_output(tap, 30);
     let lines = json_lines(&out.stdout);
     assert_eq!(lines.len(), 5, "{}", stderr(&out));
@@ -254,6 +305,16 @@ impl Prometheus {
             child,
             url: format!("http://127.0.0.1:{port}"),
         }
+    }
+
+    /// Whether Prometheus accepts `q` as a query.
+    fn valid(&self, q: &str) -> bool {
+        reqwest::blocking::Client::new()
+            .get(format!("{}/api/v1/query", self.url))
+            .query(&[("query", q)])
+            .send()
+            .and_then(|r| r.text())
+            .is_ok_and(|t| t.contains("\"status\":\"success\""))
     }
 
     /// The value of an instant query with one result.
