@@ -25,7 +25,7 @@ pub mod silence;
 mod state;
 mod template;
 
-use crate::config::{Pipeline, Problem};
+use crate::config::{AlertRule, Pipeline, Problem};
 use alert::{rfc3339, Alert, State};
 use matcher::Labels;
 use receivers::Receiver;
@@ -77,15 +77,11 @@ fn duration(p: &Pipeline, name: &str, key: &str, text: &str) -> Result<i64, Prob
 /// `None` when the pipeline has no alerts. Nothing starts yet.
 pub fn build(p: &Pipeline) -> Result<Option<Arc<Hub>>, Vec<Problem>> {
     let f = &p.file;
+    let mut problems = Vec::new();
+    let (receivers, route) = routing(p, &mut problems);
     if f.alerts.is_empty() {
-        let mut problems = Vec::new();
         if f.route.is_some() || !f.receivers.is_empty() {
             tracing::warn!("[route] and [receivers] are set but there are no [alerts.*] rules");
-        }
-        for (name, r) in &f.receivers {
-            if let Err((key, msg)) = Receiver::new(name, r, |x| p.resolve(x)) {
-                problems.push(p.problem("receivers", name, Some(&key), msg));
-            }
         }
         return if problems.is_empty() {
             Ok(None)
@@ -93,79 +89,129 @@ pub fn build(p: &Pipeline) -> Result<Option<Arc<Hub>>, Vec<Problem>> {
             Err(problems)
         };
     }
-    let mut problems = Vec::new();
     let mut books: BTreeMap<String, RuleSet> = BTreeMap::new();
     for (name, a) in &f.alerts {
-        if !f.queries.contains_key(&a.query) {
-            let hint = crate::config::closest(&a.query, f.queries.keys().map(String::as_str))
-                .map(|c| format!(" (did you mean `{c}`?)"))
-                .unwrap_or_default();
-            problems.push(p.problem(
-                "alerts",
-                name,
-                Some("query"),
-                format!(
-                    "no query named `{}`{hint}; rules read the rows of a [queries.*]",
-                    a.query
-                ),
-            ));
-            continue;
+        match rule(p, name, a) {
+            Ok(spec) => books
+                .entry(a.query.clone())
+                .or_insert_with(|| RuleSet {
+                    rules: Vec::new(),
+                    step: 0,
+                })
+                .rules
+                .push(Rule::new(spec)),
+            Err(found) => problems.extend(found),
         }
-        if let Err(e) = weir_sql::check_syntax(&a.condition) {
-            problems.push(p.problem("alerts", name, Some("condition"), e.to_string()));
-        }
-        let durations = (
-            duration(p, name, "for", &a.for_),
-            duration(p, name, "keep_firing_for", &a.keep_firing_for),
-            duration(p, name, "no_data_after", &a.no_data_after),
-        );
-        let (for_, keep_firing_for, no_data_after) = match durations {
-            (Ok(a), Ok(b), Ok(c)) => (a, b, c),
-            (a, b, c) => {
-                problems.extend([a.err(), b.err(), c.err()].into_iter().flatten());
-                continue;
-            }
-        };
-        let mut sources: Vec<(String, String)> = Vec::new();
-        for (k, v) in [("summary", &a.summary), ("description", &a.description)] {
-            if let Some(t) = v {
-                sources.push((k.to_string(), t.clone()));
-            }
-        }
-        sources.extend(a.annotations.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let templates = match Templates::new(&sources) {
-            Ok(t) => t,
-            Err(e) => {
-                let key = e.split(':').next().unwrap_or("summary").to_string();
-                let key = if a.annotations.contains_key(&key) {
-                    "annotations".into()
-                } else {
-                    key
-                };
-                problems.push(p.problem("alerts", name, Some(&key), e));
-                continue;
-            }
-        };
-        let spec = RuleSpec {
-            name: name.clone(),
-            condition: a.condition.clone(),
-            for_,
-            keep_firing_for,
-            no_data_after,
-            labels: a
-                .labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            templates,
-        };
-        let book = books.entry(a.query.clone()).or_insert_with(|| RuleSet {
-            rules: Vec::new(),
-            step: 0,
-        });
-        book.rules.push(Rule::new(spec));
     }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let data_dir = match &f.settings.data_dir {
+        Some(d) => p.resolve(d),
+        None => match std::env::var_os("WEIR_DATA_DIR") {
+            Some(d) => PathBuf::from(d),
+            None => p.base_dir().join(".weir"),
+        },
+    };
+    let (tx, rx) = mpsc::channel(UPDATES);
+    Ok(Some(Arc::new(Hub {
+        books: books
+            .into_iter()
+            .map(|(q, b)| (q, Arc::new(Mutex::new(b))))
+            .collect(),
+        route: route.expect("no problems: a route"),
+        receivers,
+        silences: Mutex::default(),
+        notified: Mutex::default(),
+        dirty: AtomicBool::new(false),
+        saving: Mutex::new(()),
+        state_path: data_dir.join("alerts.json"),
+        tx: Mutex::new(Some(tx)),
+        rx: Mutex::new(Some(rx)),
+        dispatcher: Mutex::new(None),
+        sent: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+    })))
+}
 
+/// One rule's spec, or what is wrong with it.
+fn rule(p: &Pipeline, name: &str, a: &AlertRule) -> Result<RuleSpec, Vec<Problem>> {
+    let f = &p.file;
+    let mut problems = Vec::new();
+    if !f.queries.contains_key(&a.query) {
+        let hint = crate::config::closest(&a.query, f.queries.keys().map(String::as_str))
+            .map(|c| format!(" (did you mean `{c}`?)"))
+            .unwrap_or_default();
+        problems.push(p.problem(
+            "alerts",
+            name,
+            Some("query"),
+            format!(
+                "no query named `{}`{hint}; rules read the rows of a [queries.*]",
+                a.query
+            ),
+        ));
+        return Err(problems);
+    }
+    if let Err(e) = weir_sql::check_syntax(&a.condition) {
+        problems.push(p.problem("alerts", name, Some("condition"), e.to_string()));
+    }
+    let durations = (
+        duration(p, name, "for", &a.for_),
+        duration(p, name, "keep_firing_for", &a.keep_firing_for),
+        duration(p, name, "no_data_after", &a.no_data_after),
+    );
+    let (for_, keep_firing_for, no_data_after) = match durations {
+        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+        (a, b, c) => {
+            problems.extend([a.err(), b.err(), c.err()].into_iter().flatten());
+            return Err(problems);
+        }
+    };
+    let mut sources: Vec<(String, String)> = Vec::new();
+    for (k, v) in [("summary", &a.summary), ("description", &a.description)] {
+        if let Some(t) = v {
+            sources.push((k.to_string(), t.clone()));
+        }
+    }
+    sources.extend(a.annotations.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let templates = match Templates::new(&sources) {
+        Ok(t) => t,
+        Err(e) => {
+            let key = e.split(':').next().unwrap_or("summary").to_string();
+            let key = if a.annotations.contains_key(&key) {
+                "annotations".into()
+            } else {
+                key
+            };
+            problems.push(p.problem("alerts", name, Some(&key), e));
+            return Err(problems);
+        }
+    };
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(RuleSpec {
+        name: name.to_string(),
+        condition: a.condition.clone(),
+        for_,
+        keep_firing_for,
+        no_data_after,
+        labels: a
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        templates,
+    })
+}
+
+/// The receivers that build, and the routing tree over them.
+fn routing(
+    p: &Pipeline,
+    problems: &mut Vec<Problem>,
+) -> (HashMap<String, Arc<Receiver>>, Option<Route>) {
+    let f = &p.file;
     let mut receivers = HashMap::new();
     for (name, r) in &f.receivers {
         match Receiver::new(name, r, |x| p.resolve(x)) {
@@ -174,6 +220,9 @@ pub fn build(p: &Pipeline) -> Result<Option<Arc<Hub>>, Vec<Problem>> {
             }
             Err((key, msg)) => problems.push(p.problem("receivers", name, Some(&key), msg)),
         }
+    }
+    if f.alerts.is_empty() {
+        return (receivers, None);
     }
     let only = (f.receivers.len() == 1)
         .then(|| f.receivers.keys().next().map(String::as_str))
@@ -217,35 +266,7 @@ pub fn build(p: &Pipeline) -> Result<Option<Arc<Hub>>, Vec<Problem>> {
             }
         }
     }
-    if !problems.is_empty() {
-        return Err(problems);
-    }
-    let data_dir = match &f.settings.data_dir {
-        Some(d) => p.resolve(d),
-        None => match std::env::var_os("WEIR_DATA_DIR") {
-            Some(d) => PathBuf::from(d),
-            None => p.base_dir().join(".weir"),
-        },
-    };
-    let (tx, rx) = mpsc::channel(UPDATES);
-    Ok(Some(Arc::new(Hub {
-        books: books
-            .into_iter()
-            .map(|(q, b)| (q, Arc::new(Mutex::new(b))))
-            .collect(),
-        route: route.expect("no problems: a route"),
-        receivers,
-        silences: Mutex::default(),
-        notified: Mutex::default(),
-        dirty: AtomicBool::new(false),
-        saving: Mutex::new(()),
-        state_path: data_dir.join("alerts.json"),
-        tx: Mutex::new(Some(tx)),
-        rx: Mutex::new(Some(rx)),
-        dispatcher: Mutex::new(None),
-        sent: AtomicU64::new(0),
-        failed: AtomicU64::new(0),
-    })))
+    (receivers, route)
 }
 
 fn route_problem(p: &Pipeline, key: &str, msg: String) -> Problem {
@@ -446,9 +467,6 @@ impl Hub {
                         resolved_at: a.resolved_at.map(rfc3339),
                         fingerprint: a.fingerprint.clone(),
                     });
-                }
-                if let Some(e) = &rule.error {
-                    tracing::debug!(alert = %rule.spec.name, "rule error: {e}");
                 }
             }
         }
