@@ -24,20 +24,22 @@ fn sample(text: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }
 
-#[test]
-fn metrics_health_description_and_taps_of_a_running_pipeline() {
+/// A pipeline in a new directory with `[api]` on a free port (plus
+/// `api_extra`) and `body`: the directory, port, API URL and file.
+fn with_api(api_extra: &str, body: &str) -> (tempfile::TempDir, u16, String, std::path::PathBuf) {
     weir::install_tls_provider();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let api = format!("http://127.0.0.1:{port}");
-    let p = pipeline(
-        dir.path(),
-        &format!(
-            r#"
-[api]
-address = "127.0.0.1:{port}"
-token = "${{TEST_TOKEN}}"
+    let text = format!("[api]\naddress = \"127.0.0.1:{port}\"\n{api_extra}\n{body}");
+    let p = pipeline(dir.path(), &text);
+    (dir, port, format!("http://127.0.0.1:{port}"), p)
+}
 
+#[test]
+fn metrics_health_description_and_taps_of_a_running_pipeline() {
+    let (dir, port, api, p) = with_api(
+        "token = \"${TEST_TOKEN}\"",
+        r#"
 [settings]
 batch_timeout_ms = 10
 
@@ -47,8 +49,8 @@ type = "stdin"
 [transforms.warnings]
 type = "wasm"
 inputs = ["app"]
-plugin = "{{plugin:level_filter}}"
-config = {{ level = "warn" }}
+plugin = "{plugin:level_filter}"
+config = { level = "warn" }
 
 [queries.per_minute]
 inputs = ["app"]
@@ -64,8 +66,7 @@ condition = "n > 1000000"
 
 [receivers.console]
 type = "stdout"
-"#
-        ),
+"#,
     );
     let mut weir_run = weir()
         .env("TEST_TOKEN", "s3cret")
@@ -338,17 +339,9 @@ impl Drop for Prometheus {
 
 #[test]
 fn top_shows_moving_counters_in_a_terminal_and_quits_on_q() {
-    weir::install_tls_provider();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let api = format!("http://127.0.0.1:{port}");
-    let p = pipeline(
-        dir.path(),
-        &format!(
-            r#"
-[api]
-address = "127.0.0.1:{port}"
-
+    let (_dir, port, api, p) = with_api(
+        "",
+        r#"
 [sources.app]
 type = "generator"
 rate = 2000
@@ -356,14 +349,13 @@ rate = 2000
 [transforms.warnings]
 type = "wasm"
 inputs = ["app"]
-plugin = "{{plugin:level_filter}}"
-config = {{ level = "warn" }}
+plugin = "{plugin:level_filter}"
+config = { level = "warn" }
 
 [sinks.out]
 type = "blackhole"
 inputs = ["warnings"]
-"#
-        ),
+"#,
     );
     let weir_run = start(&p, &[]);
     eventually(30, "the admin API", || {
