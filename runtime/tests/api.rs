@@ -108,6 +108,11 @@ type = "stdout"
     });
     let h: serde_json::Value = serde_json::from_str(&health).unwrap();
     assert_eq!(h["components"]["warnings"], "running", "{health}");
+    assert_eq!(
+        (h["live"].as_bool(), h["ready"].as_bool()),
+        (Some(true), Some(true)),
+        "{health}"
+    );
 
     // Everything else wants the token.
     let (status, body) = get(&format!("{api}/metrics"), None);

@@ -148,16 +148,22 @@ async fn authorize(State(token): State<Option<Arc<String>>>, req: Request, next:
     next.run(req).await
 }
 
-/// Ready once the pipeline runs; each component `running` or `finished`.
+/// Live while it answers; ready while every component runs (a source that
+/// reached the end of its file is finished, and the pipeline no longer
+/// ready). Each component is `running` or `finished`.
 async fn health(State(api): State<Api>) -> impl IntoResponse {
-    let components: serde_json::Map<String, serde_json::Value> = api
-        .view()
-        .pipeline
-        .components()
+    let states = api.view().pipeline.components();
+    let ready = states.values().all(|up| *up);
+    let components: serde_json::Map<String, serde_json::Value> = states
         .into_iter()
         .map(|(name, up)| (name, (if up { "running" } else { "finished" }).into()))
         .collect();
-    axum::Json(serde_json::json!({ "status": "ok", "components": components }))
+    axum::Json(serde_json::json!({
+        "status": "ok",
+        "live": true,
+        "ready": ready,
+        "components": components,
+    }))
 }
 
 async fn pipeline(State(api): State<Api>) -> impl IntoResponse {
