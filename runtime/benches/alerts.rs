@@ -111,7 +111,7 @@ fn rounds() {
     for round in 0..ROUNDS as i64 {
         let r = rows((round + 1) * 10 * S);
         let t = Instant::now();
-        eval.observe(std::slice::from_ref(&r), Some(r.window_end));
+        eval.observe(&q, std::slice::from_ref(&r), Some(r.window_end));
         times.push(t.elapsed());
     }
     let firing = hub.list().len();
@@ -180,7 +180,7 @@ fn latency() {
             .unwrap();
         let t = Instant::now();
         let pushed = q.push(&next).unwrap();
-        eval.observe(&pushed.rows, Some(q.stats().watermark));
+        eval.observe(&q, &pushed.rows, Some(q.stats().watermark));
         let n = i as usize + 1;
         eventually(10, "the webhook POST", || hook.count() == n);
         lat.push(hook.received()[i as usize].at - t);

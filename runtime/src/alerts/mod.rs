@@ -283,7 +283,6 @@ pub struct Evaluator {
     rules: Arc<Mutex<RuleSet>>,
     hub: Arc<Hub>,
     tx: mpsc::Sender<Vec<Alert>>,
-    keys: Vec<String>,
 }
 
 impl Hub {
@@ -348,10 +347,6 @@ impl Hub {
             rules: book.clone(),
             hub: self.clone(),
             tx,
-            keys: query
-                .key_columns()
-                .map(<[String]>::to_vec)
-                .unwrap_or_default(),
         }))
     }
 
@@ -511,15 +506,17 @@ pub struct AlertView {
 }
 
 impl Evaluator {
-    /// Runs the rules over closed windows' rows, then moves their clock
-    /// to the query's watermark (`None` at the end of the input, where no
-    /// later window is missing).
-    pub fn observe(&self, rows: &[weir_sql::Rows], watermark: Option<i64>) {
+    /// Runs the rules over the rows `query` closed, each row's group named
+    /// by the query's `GROUP BY` columns, then moves their clock to the
+    /// watermark (`None` at the end of the input, where no later window is
+    /// missing).
+    pub fn observe(&self, query: &Query, rows: &[weir_sql::Rows], watermark: Option<i64>) {
+        let keys = query.key_columns().unwrap_or_default();
         let mut changes = Vec::with_capacity(rows.len() + 1);
         {
             let mut set = lock(&self.rules);
             for r in rows {
-                changes.push(set.eval(&r.batch, &self.keys, r.window_end));
+                changes.push(set.eval(&r.batch, keys, r.window_end));
             }
             if let Some(wm) = watermark.filter(|&w| w != i64::MIN) {
                 changes.push(set.advance(wm));
@@ -528,14 +525,6 @@ impl Evaluator {
         // Sent without the rules' lock: the dispatcher takes it to save.
         for c in changes {
             self.apply(c);
-        }
-    }
-
-    /// The query planned after this evaluator was made (an inferred
-    /// schema): its group columns.
-    pub fn set_keys(&mut self, keys: &[String]) {
-        if self.keys.is_empty() {
-            self.keys = keys.to_vec();
         }
     }
 

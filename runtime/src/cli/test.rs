@@ -136,7 +136,7 @@ fn query(p: &Pipeline, name: &str, batch: BatchBuf) -> Result<QueryOut, String> 
     if let Some(h) = &hub {
         h.without_notifications();
     }
-    let mut evaluator = match &hub {
+    let evaluator = match &hub {
         Some(h) => h.attach(p, name, &job.query).map_err(|ps| {
             ps.iter()
                 .map(|p| p.to_string())
@@ -148,18 +148,12 @@ fn query(p: &Pipeline, name: &str, batch: BatchBuf) -> Result<QueryOut, String> 
     let q = &mut job.query;
     let pushed = q.push(&batch).map_err(|e| e.to_string())?;
     let mut rows = pushed.rows;
-    if let Some(e) = &mut evaluator {
-        if let Some(keys) = q.key_columns() {
-            e.set_keys(keys);
-        }
-        e.observe(&rows, Some(q.stats().watermark));
+    if let Some(e) = &evaluator {
+        e.observe(q, &rows, Some(q.stats().watermark));
     }
     let last = q.finish().map_err(|e| e.to_string())?;
-    if let Some(e) = &mut evaluator {
-        if let Some(keys) = q.key_columns() {
-            e.set_keys(keys);
-        }
-        e.observe(&last, None);
+    if let Some(e) = &evaluator {
+        e.observe(q, &last, None);
     }
     rows.extend(last);
     let mut out = BatchBuf::new();

@@ -75,7 +75,7 @@ pub fn run(name: &str, job: QueryJob, input: Rx, out: Output, late: Output) {
     let QueryJob {
         mut query,
         idle_timeout,
-        mut alerts,
+        alerts,
     } = job;
     let stats = out.stats.clone();
     let mut failed = false;
@@ -98,7 +98,7 @@ pub fn run(name: &str, job: QueryJob, input: Rx, out: Output, late: Output) {
                             match query.idle(since.as_nanos() as i64) {
                                 Ok(rows) => {
                                     if let Some(a) = &alerts {
-                                        a.observe(&rows, Some(query.stats().watermark));
+                                        a.observe(&query, &rows, Some(query.stats().watermark));
                                     }
                                     if send_rows(name, &rows, &out).is_err() {
                                         break;
@@ -166,11 +166,8 @@ pub fn run(name: &str, job: QueryJob, input: Rx, out: Output, late: Output) {
         stats
             .open_windows
             .store(qs.open_windows as u64, Ordering::Relaxed);
-        if let Some(a) = &mut alerts {
-            if let Some(keys) = query.key_columns() {
-                a.set_keys(keys);
-            }
-            a.observe(&pushed.rows, Some(qs.watermark));
+        if let Some(a) = &alerts {
+            a.observe(&query, &pushed.rows, Some(qs.watermark));
         }
         if send_rows(name, &pushed.rows, &out).is_err() {
             break;
@@ -178,11 +175,8 @@ pub fn run(name: &str, job: QueryJob, input: Rx, out: Output, late: Output) {
     }
     match query.finish() {
         Ok(rows) => {
-            if let Some(a) = &mut alerts {
-                if let Some(keys) = query.key_columns() {
-                    a.set_keys(keys);
-                }
-                a.observe(&rows, None);
+            if let Some(a) = &alerts {
+                a.observe(&query, &rows, None);
             }
             let _ = send_rows(name, &rows, &out);
         }
