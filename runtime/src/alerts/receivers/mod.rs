@@ -180,7 +180,8 @@ async fn post_json(
         Err(e) => {
             return Err(Failure::Retry {
                 after: None,
-                why: format!("POST {}: {}", redact(url), describe(&e)),
+                // `{:#}` prints the causes too (connection refused, ...).
+                why: format!("POST {}: {:#}", redact(url), anyhow::Error::new(e)),
             })
         }
     };
@@ -214,16 +215,6 @@ fn redact(url: &str) -> String {
         Ok(u) => format!("{}://{}/...", u.scheme(), u.host_str().unwrap_or("")),
         Err(_) => "(url)".into(),
     }
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(inner) = src {
-        s.push_str(&format!(": {inner}"));
-        src = inner.source();
-    }
-    s
 }
 
 /// One HTTP client for all receivers: TLS with the system's roots, ring
