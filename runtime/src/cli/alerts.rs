@@ -121,7 +121,7 @@ fn print_alerts(alerts: &[AlertView]) {
         println!("no alerts");
         return;
     }
-    let rows: Vec<[String; 4]> = alerts
+    let rows: Vec<Vec<String>> = alerts
         .iter()
         .map(|a| {
             let state = if a.silenced {
@@ -141,10 +141,10 @@ fn print_alerts(alerts: &[AlertView]) {
                 .filter(|(k, _)| *k != "alertname")
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
-            [state, a.alertname.clone(), since, labels.join(" ")]
+            vec![state, a.alertname.clone(), since, labels.join(" ")]
         })
         .collect();
-    table(&["STATE", "ALERT", "SINCE", "LABELS"], &rows);
+    print_table(&["STATE", "ALERT", "SINCE", "LABELS"], &rows);
 }
 
 fn print_silences(silences: &[Silence]) {
@@ -153,7 +153,7 @@ fn print_silences(silences: &[Silence]) {
         return;
     }
     let now = crate::alerts::silence::now_ms();
-    let rows: Vec<[String; 5]> = silences
+    let rows: Vec<Vec<String>> = silences
         .iter()
         .map(|s| {
             let state = if s.is_active(now) {
@@ -162,7 +162,7 @@ fn print_silences(silences: &[Silence]) {
                 "expired"
             };
             let matchers: Vec<String> = s.matchers.iter().map(|m| m.to_string()).collect();
-            [
+            vec![
                 s.id.clone(),
                 state.into(),
                 crate::alerts::alert::rfc3339(s.ends_at * 1_000_000),
@@ -171,26 +171,11 @@ fn print_silences(silences: &[Silence]) {
             ]
         })
         .collect();
-    table(&["ID", "STATE", "ENDS", "MATCHERS", "COMMENT"], &rows);
+    print_table(&["ID", "STATE", "ENDS", "MATCHERS", "COMMENT"], &rows);
 }
 
-fn table<const N: usize>(head: &[&str; N], rows: &[[String; N]]) {
-    let mut width = head.map(str::len);
-    for r in rows {
-        for (w, c) in width.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let parts: Vec<String> = cells
-            .iter()
-            .zip(width)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        println!("{}", parts.join("  ").trim_end());
-    };
-    line(head.to_vec());
-    for r in rows {
-        line(r.iter().map(String::as_str).collect());
+fn print_table(head: &[&str], rows: &[Vec<String>]) {
+    for line in super::table::lines(head, rows, head.len()) {
+        println!("{line}");
     }
 }

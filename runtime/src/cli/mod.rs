@@ -7,6 +7,7 @@ mod plugin_run;
 mod progress;
 mod run;
 mod sql;
+mod table;
 mod tap;
 mod test;
 mod top;
