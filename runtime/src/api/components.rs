@@ -1,19 +1,21 @@
 //! `GET /components`: each component's counters as JSON, what `weir top`
-//! polls (Prometheus reads the same numbers from `/metrics`).
+//! polls; `/metrics` exposes the same list.
 
 use super::Api;
+use crate::config::Kind;
 use crate::topology::Stats;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 
 /// One component (or output such as `NAME.late`) and its counters.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Component {
     pub name: String,
-    /// source, transform, query or sink; empty for outputs.
-    pub kind: String,
+    /// None for outputs (`NAME.late`, `NAME.dead_letter`).
+    pub kind: Option<Kind>,
     pub running: bool,
     pub events_in: u64,
     pub events_out: u64,
@@ -26,6 +28,11 @@ pub struct Component {
     /// Plugin calls and the time they took.
     pub calls: u64,
     pub busy_ns: u64,
+    /// A plugin's own counters.
+    pub plugin_counters: BTreeMap<String, u64>,
+    /// A query's watermark (ns of event time), once it has one.
+    pub watermark_ns: Option<i64>,
+    pub open_windows: u64,
     pub reasons: BTreeMap<String, u64>,
 }
 
@@ -33,7 +40,7 @@ pub(super) async fn serve(State(api): State<Api>) -> impl IntoResponse {
     axum::Json(list(&api))
 }
 
-fn list(api: &Api) -> Vec<Component> {
+pub(super) fn list(api: &Api) -> Vec<Component> {
     let view = api.view();
     let p = &view.pipeline;
     let running = p.components();
@@ -41,11 +48,7 @@ fn list(api: &Api) -> Vec<Component> {
         .iter()
         .map(|(name, s)| {
             let base = name.split('.').next().unwrap_or(name);
-            let kind = view
-                .nodes
-                .iter()
-                .find(|n| n.id == *name)
-                .map_or("", |n| n.kind.name());
+            let kind = view.nodes.iter().find(|n| n.id == *name).map(|n| n.kind);
             let queue = p
                 .queues
                 .iter()
@@ -53,7 +56,7 @@ fn list(api: &Api) -> Vec<Component> {
                 .map(|(_, tx)| (tx.upgrade().map_or(0, |t| t.len()), p.capacity));
             Component {
                 name: name.clone(),
-                kind: kind.into(),
+                kind,
                 running: running.get(base).copied().unwrap_or(false),
                 events_in: Stats::get(&s.events_in),
                 events_out: Stats::get(&s.events_out),
@@ -64,6 +67,14 @@ fn list(api: &Api) -> Vec<Component> {
                 queue,
                 calls: Stats::get(&s.calls),
                 busy_ns: Stats::get(&s.busy_ns),
+                plugin_counters: s.plugin_counters.get().map_or_else(BTreeMap::new, |c| {
+                    c.snapshot()
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v))
+                        .collect()
+                }),
+                watermark_ns: Some(s.watermark_ns.load(Ordering::Relaxed)).filter(|&w| w != 0),
+                open_windows: Stats::get(&s.open_windows),
                 reasons: s
                     .reasons()
                     .into_iter()

@@ -17,7 +17,6 @@
 
 use super::Api;
 use crate::config::Kind;
-use crate::topology::Stats;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::text::encode;
@@ -136,61 +135,48 @@ fn render(api: &Api) -> String {
     );
     let windows = gauge(&mut reg, "query_open_windows", "Windows a query holds open");
 
-    let view = api.view();
-    let p = &view.pipeline;
-    let kind = |name: &str| view.nodes.iter().find(|n| n.id == name).map(|n| n.kind);
     let now = crate::codec::timestamp::now_ns();
-    for (name, s) in &p.stats {
-        let l = vec![("component", name.clone())];
-        match kind(name) {
-            Some(Kind::Source) => {
-                bytes_in.get_or_create(&l).inc_by(Stats::get(&s.bytes_in));
+    for c in super::components::list(api) {
+        let l = vec![("component", c.name.clone())];
+        received.get_or_create(&l).inc_by(c.events_in);
+        sent.get_or_create(&l).inc_by(c.events_out);
+        errors.get_or_create(&l).inc_by(c.errors);
+        dropped.get_or_create(&l).inc_by(c.dropped);
+        for (reason, n) in &c.reasons {
+            let l = vec![("component", c.name.clone()), ("reason", reason.clone())];
+            failures.get_or_create(&l).inc_by(*n);
+        }
+        for (k, v) in &c.plugin_counters {
+            let l = vec![("component", c.name.clone()), ("counter", k.clone())];
+            plugin.get_or_create(&l).inc_by(*v);
+        }
+        if let Some((len, cap)) = c.queue {
+            queue.get_or_create(&l).set(len as i64);
+            capacity.get_or_create(&l).set(cap as i64);
+        }
+        let Some(kind) = c.kind else { continue };
+        up.get_or_create(&l).set(i64::from(c.running));
+        match kind {
+            Kind::Source => {
+                bytes_in.get_or_create(&l).inc_by(c.bytes_in);
             }
-            Some(Kind::Sink) => {
-                bytes_out.get_or_create(&l).inc_by(Stats::get(&s.bytes_out));
+            Kind::Sink => {
+                bytes_out.get_or_create(&l).inc_by(c.bytes_out);
             }
-            Some(Kind::Transform) => {
-                calls.get_or_create(&l).inc_by(Stats::get(&s.calls));
-                busy.get_or_create(&l)
-                    .inc_by(Stats::get(&s.busy_ns) as f64 / 1e9);
+            Kind::Transform => {
+                calls.get_or_create(&l).inc_by(c.calls);
+                busy.get_or_create(&l).inc_by(c.busy_ns as f64 / 1e9);
             }
-            Some(Kind::Query) => {
-                let wm = s.watermark_ns.load(Ordering::Relaxed);
-                if wm != 0 {
+            Kind::Query => {
+                if let Some(wm) = c.watermark_ns {
                     watermark.get_or_create(&l).set(wm as f64 / 1e9);
                     lag.get_or_create(&l)
                         .set(now.saturating_sub(wm) as f64 / 1e9);
                 }
-                windows
-                    .get_or_create(&l)
-                    .set(Stats::get(&s.open_windows) as i64);
+                windows.get_or_create(&l).set(c.open_windows as i64);
             }
-            _ => {}
+            Kind::Alert | Kind::Receiver => {}
         }
-        received.get_or_create(&l).inc_by(Stats::get(&s.events_in));
-        sent.get_or_create(&l).inc_by(Stats::get(&s.events_out));
-        errors.get_or_create(&l).inc_by(Stats::get(&s.errors));
-        dropped.get_or_create(&l).inc_by(Stats::get(&s.dropped));
-        for (reason, n) in s.reasons() {
-            let l = vec![("component", name.clone()), ("reason", reason.to_string())];
-            failures.get_or_create(&l).inc_by(n);
-        }
-        if let Some(c) = s.plugin_counters.get() {
-            for (k, v) in c.snapshot() {
-                let l = vec![("component", name.clone()), ("counter", k.to_string())];
-                plugin.get_or_create(&l).inc_by(v);
-            }
-        }
-    }
-    for (name, running) in p.components() {
-        up.get_or_create(&vec![("component", name)])
-            .set(i64::from(running));
-    }
-    for (name, tx) in &p.queues {
-        let l = vec![("component", name.clone())];
-        let len = tx.upgrade().map_or(0, |t| t.len());
-        queue.get_or_create(&l).set(len as i64);
-        capacity.get_or_create(&l).set(p.capacity as i64);
     }
     if let Some(hub) = &api.alerts {
         for state in ["pending", "firing", "silenced", "resolved"] {
@@ -212,7 +198,6 @@ fn render(api: &Api) -> String {
             .get_or_create(&vec![("result", "failed".into())])
             .inc_by(n(&hub.failed));
     }
-    drop(view);
     let mut out = String::new();
     let _ = encode(&mut out, &reg);
     out

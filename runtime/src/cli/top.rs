@@ -75,7 +75,7 @@ pub fn main(a: Args) -> Result<ExitCode> {
                         terminal::Clear(terminal::ClearType::All)
                     )?;
                     write!(out, "weir top: {}  (q to quit)\r\n\r\n", a.api.api)?;
-                    for line in table(&rows) {
+                    for line in super::table::lines(&HEAD, &rows, 3) {
                         write!(out, "{line}\r\n")?;
                     }
                 } else {
@@ -161,11 +161,7 @@ fn rows(comps: &[Component], prev: Option<(Duration, &[Component])>) -> Vec<Vec<
             };
             vec![
                 c.name.clone(),
-                if c.kind.is_empty() {
-                    "output".into()
-                } else {
-                    c.kind.clone()
-                },
+                c.kind.map_or("output", |k| k.name()).into(),
                 (if c.running { "running" } else { "done" }).into(),
                 rate(c.events_in, |x| x.events_in),
                 rate(c.events_out, |x| x.events_out),
@@ -177,34 +173,4 @@ fn rows(comps: &[Component], prev: Option<(Duration, &[Component])>) -> Vec<Vec<
             ]
         })
         .collect()
-}
-
-fn table(rows: &[Vec<String>]) -> Vec<String> {
-    let mut width: Vec<usize> = HEAD.iter().map(|h| h.len()).collect();
-    for r in rows {
-        for (w, c) in width.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let parts: Vec<String> = cells
-            .iter()
-            .zip(&width)
-            .enumerate()
-            .map(|(i, (c, w))| {
-                if i < 3 {
-                    format!("{c:<w$}")
-                } else {
-                    format!("{c:>w$}")
-                }
-            })
-            .collect();
-        parts.join("  ")
-    };
-    let mut out = vec![line(HEAD.to_vec())];
-    out.extend(
-        rows.iter()
-            .map(|r| line(r.iter().map(String::as_str).collect())),
-    );
-    out
 }

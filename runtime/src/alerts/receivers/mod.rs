@@ -182,7 +182,7 @@ async fn post_json(
                 after: None,
                 // `{:#}` prints the causes too (connection refused, ...).
                 why: format!("POST {}: {:#}", redact(url), anyhow::Error::new(e)),
-            })
+            });
         }
     };
     let status = resp.status();
