@@ -75,8 +75,3 @@ pub fn fingerprint(labels: &Labels) -> String {
     }
     hex::encode(&h.finalize()[..8])
 }
-
-/// RFC 3339 (milliseconds, UTC) of nanoseconds since the epoch.
-pub fn rfc3339(ns: i64) -> String {
-    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}

@@ -25,8 +25,9 @@ pub mod silence;
 mod state;
 mod template;
 
+use crate::codec::timestamp::to_rfc3339 as rfc3339;
 use crate::config::{AlertRule, Pipeline, Problem};
-use alert::{rfc3339, Alert, State};
+use alert::{Alert, State};
 use matcher::Labels;
 use receivers::Receiver;
 use route::Route;

@@ -1,8 +1,9 @@
 //! What a receiver is handed: one group's firing and resolved alerts, and
 //! Alertmanager's webhook JSON (version 4) for it.
 
-use super::alert::{rfc3339, Alert, State};
+use super::alert::{Alert, State};
 use super::matcher::Labels;
+use crate::codec::timestamp::to_rfc3339 as rfc3339;
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone)]

@@ -340,9 +340,10 @@ fn cell_value(col: &dyn Array, row: usize) -> minijinja::Value {
         DataType::Float64 => col.as_primitive::<Float64Type>().value(row).into(),
         DataType::Float32 => col.as_primitive::<Float32Type>().value(row).into(),
         DataType::Boolean => col.as_boolean().value(row).into(),
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-            super::alert::rfc3339(col.as_primitive::<TimestampNanosecondType>().value(row)).into()
-        }
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => crate::codec::timestamp::to_rfc3339(
+            col.as_primitive::<TimestampNanosecondType>().value(row),
+        )
+        .into(),
         _ => cell_text(col, row).into(),
     }
 }

@@ -165,7 +165,7 @@ fn print_silences(silences: &[Silence]) {
             vec![
                 s.id.clone(),
                 state.into(),
-                crate::alerts::alert::rfc3339(s.ends_at * 1_000_000),
+                crate::codec::timestamp::to_rfc3339(s.ends_at * 1_000_000),
                 matchers.join(" "),
                 s.comment.clone(),
             ]
