@@ -6,7 +6,7 @@
 
 use crate::alerts::AlertView;
 use crate::codec::{json_encode, Decoder, Format, Line, DEFAULT_MAX_LINE_BYTES};
-use crate::config::{Expect, Pipeline, PipelineTest, TransformConfig};
+use crate::config::{Expect, Pipeline, PipelineTest, Problems, TransformConfig};
 use crate::plugin::PluginEngine;
 use crate::topology::Stats;
 use anyhow::Result;
@@ -126,23 +126,14 @@ type QueryOut = (BatchBuf, Option<Vec<AlertView>>);
 
 fn query(p: &Pipeline, name: &str, batch: BatchBuf) -> Result<QueryOut, String> {
     let mut job = crate::sql::build(p, name, &p.file.queries[name]).map_err(|e| e.to_string())?;
-    let hub = crate::alerts::build(p).map_err(|problems| {
-        problems
-            .iter()
-            .map(|p| p.to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
-    })?;
+    let hub = crate::alerts::build(p).map_err(|ps| Problems(ps).to_string())?;
     if let Some(h) = &hub {
         h.without_notifications();
     }
     let evaluator = match &hub {
-        Some(h) => h.attach(p, name, &job.query).map_err(|ps| {
-            ps.iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        })?,
+        Some(h) => h
+            .attach(p, name, &job.query)
+            .map_err(|ps| Problems(ps).to_string())?,
         None => None,
     };
     let q = &mut job.query;
