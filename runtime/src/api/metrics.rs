@@ -18,7 +18,7 @@
 use super::Api;
 use crate::config::Kind;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -31,15 +31,7 @@ type FloatCounter = Counter<f64, std::sync::atomic::AtomicU64>;
 type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 
 pub async fn serve(State(api): State<Api>) -> Response {
-    let text = render(&api);
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
+    super::openmetrics(render(&api))
 }
 
 fn counter(reg: &mut Registry, name: &str, help: &str) -> Family<Labels, Counter> {

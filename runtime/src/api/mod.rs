@@ -88,46 +88,74 @@ pub fn start(
 ) -> anyhow::Result<std::net::SocketAddr> {
     let listener = std::net::TcpListener::bind(address)
         .map_err(|e| anyhow::anyhow!("[api] address: cannot listen on {address}: {e}"))?;
-    listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
     let token = token.filter(|t| !t.is_empty()).map(Arc::new);
+    let protected = axum::Router::new()
+        .route("/metrics", get(metrics::serve))
+        .route("/components", get(components::serve))
+        .route("/pipeline", get(pipeline))
+        .route("/tap/{component}", get(tap::serve))
+        .route("/sql", post(sql::live_sql))
+        .route("/alerts", get(alerts::list_alerts))
+        .route(
+            "/silences",
+            get(alerts::list_silences).post(alerts::add_silence),
+        )
+        .route("/silences/{id}", delete(alerts::expire_silence))
+        .layer(axum::middleware::from_fn_with_state(token, authorize));
+    let app = axum::Router::new()
+        .route("/health", get(health))
+        .merge(protected)
+        .with_state(Api { view, alerts });
+    serve("api", listener, app)?;
+    tracing::info!("admin API on http://{local}");
+    Ok(local)
+}
+
+/// Serves `app` on `listener` from a thread of its own (named `what`),
+/// with a single-threaded runtime: HTTP here is for people and scrapers,
+/// and stays off the pipeline's threads.
+pub fn serve(
+    what: &str,
+    listener: std::net::TcpListener,
+    app: axum::Router,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let name = what.to_string();
     std::thread::Builder::new()
-        .name("api".into())
+        .name(name.clone())
         .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
+            let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .expect("the API runtime starts");
+            {
+                Ok(rt) => rt,
+                Err(e) => return tracing::error!("{name}: no runtime: {e}"),
+            };
             rt.block_on(async move {
-                let protected = axum::Router::new()
-                    .route("/metrics", get(metrics::serve))
-                    .route("/components", get(components::serve))
-                    .route("/pipeline", get(pipeline))
-                    .route("/tap/{component}", get(tap::serve))
-                    .route("/sql", post(sql::live_sql))
-                    .route("/alerts", get(alerts::list_alerts))
-                    .route(
-                        "/silences",
-                        get(alerts::list_silences).post(alerts::add_silence),
-                    )
-                    .route("/silences/{id}", delete(alerts::expire_silence))
-                    .layer(axum::middleware::from_fn_with_state(token, authorize));
-                let app = axum::Router::new()
-                    .route("/health", get(health))
-                    .merge(protected)
-                    .with_state(Api { view, alerts });
                 match tokio::net::TcpListener::from_std(listener) {
                     Ok(l) => {
                         if let Err(e) = axum::serve(l, app).await {
-                            tracing::error!("admin API stopped: {e}");
+                            tracing::error!("{name} stopped: {e}");
                         }
                     }
-                    Err(e) => tracing::error!("admin API: {e}"),
+                    Err(e) => tracing::error!("{name}: {e}"),
                 }
             })
         })?;
-    tracing::info!("admin API on http://{local}");
-    Ok(local)
+    Ok(())
+}
+
+/// A response of Prometheus metrics in OpenMetrics text.
+pub fn openmetrics(text: String) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 /// With a token configured, a request must carry it as a bearer token.

@@ -100,10 +100,21 @@ pub fn run(
         cfg.address
     );
     let served = exposition.clone();
-    std::thread::Builder::new()
-        .name(format!("{name}-http"))
-        .spawn(move || serve(listener, served))
-        .expect("spawn the exporter's server");
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let body = served.lock().unwrap_or_else(|p| p.into_inner()).render();
+            async move { crate::api::openmetrics(body) }
+        }),
+    );
+    if let Err(e) = crate::api::serve(&format!("{name}-http"), listener, app) {
+        tracing::error!(
+            sink = name,
+            "cannot serve metrics: {e}; stopping the pipeline"
+        );
+        shutdown.trigger();
+        return drain(&input);
+    }
 
     while let Ok(batch) = input.recv_blocking() {
         Stats::add(&stats.events_in, batch.len());
@@ -173,46 +184,6 @@ fn sanitize(name: &str) -> String {
         s.insert(0, '_');
     }
     s
-}
-
-fn serve(listener: std::net::TcpListener, exposition: Arc<Mutex<Exposition>>) {
-    use axum::routing::get;
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return tracing::error!("exporter runtime: {e}"),
-    };
-    rt.block_on(async move {
-        let app = axum::Router::new().route(
-            "/metrics",
-            get(move || {
-                let body = exposition
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .render();
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        body,
-                    )
-                }
-            }),
-        );
-        let _ = listener.set_nonblocking(true);
-        match tokio::net::TcpListener::from_std(listener) {
-            Ok(l) => {
-                if let Err(e) = axum::serve(l, app).await {
-                    tracing::error!("exporter server: {e}");
-                }
-            }
-            Err(e) => tracing::error!("exporter listener: {e}"),
-        }
-    });
 }
 
 #[cfg(test)]
