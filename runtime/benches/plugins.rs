@@ -112,7 +112,7 @@ fn swap_pause(engine: &PluginEngine, a: &PathBuf, b: &PathBuf) {
         let batches = stream.clone();
         let feeder = std::thread::spawn(move || {
             for b in batches {
-                in_tx.send_blocking(b).unwrap();
+                in_tx.send_blocking(b.into()).unwrap();
                 std::thread::sleep(Duration::from_millis(1));
             }
         });

@@ -144,6 +144,11 @@ impl Query {
         s
     }
 
+    /// The newest event time seen (ns), `i64::MIN` before any event.
+    pub fn max_event_time(&self) -> i64 {
+        self.max_time
+    }
+
     /// The first value that did not fit the schema, described.
     pub fn first_misfit(&self) -> Option<&str> {
         self.run.as_ref()?.converter.first_misfit.as_deref()

@@ -34,6 +34,17 @@ pub struct Component {
     pub watermark_ns: Option<i64>,
     pub open_windows: u64,
     pub reasons: BTreeMap<String, u64>,
+    /// A Kafka source's connection, lag and partitions.
+    #[serde(default)]
+    pub kafka: Option<KafkaView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KafkaView {
+    pub connected: bool,
+    /// Records behind the high watermarks of its partitions.
+    pub lag: i64,
+    pub partitions: u64,
 }
 
 pub(super) async fn serve(State(api): State<Api>) -> impl IntoResponse {
@@ -80,6 +91,11 @@ pub(super) fn list(api: &Api) -> Vec<Component> {
                     .into_iter()
                     .map(|(k, v)| (k.to_string(), v))
                     .collect(),
+                kafka: s.kafka.get().map(|k| KafkaView {
+                    connected: k.connected.load(Ordering::Relaxed),
+                    lag: k.lag.load(Ordering::Relaxed),
+                    partitions: k.partitions.load(Ordering::Relaxed),
+                }),
             }
         })
         .collect()

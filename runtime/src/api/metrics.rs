@@ -10,6 +10,7 @@
 //! | `weir_component_received_bytes_total` (sources), `weir_component_sent_bytes_total` (sinks) | `component` |
 //! | `weir_plugin_calls_total`, `weir_plugin_busy_seconds_total` (batches, and time in the plugin) | `component` |
 //! | `weir_query_watermark_seconds`, `weir_query_lag_seconds` (wall clock minus watermark), `weir_query_open_windows` | `component` |
+//! | `weir_kafka_connected` (0 while no broker is reachable), `weir_kafka_consumer_lag` (records), `weir_kafka_partitions` (assigned) | `component` (Kafka sources) |
 //! | `weir_queue_batches`, `weir_queue_capacity_batches` (input queue fill) | `component` |
 //! | `weir_plugin_counter_total` (a plugin's own `counter-add`s) | `component`, `counter` |
 //! | `weir_alerts` (by state; silenced firing alerts counted apart) | `state` |
@@ -126,6 +127,21 @@ fn render(api: &Api) -> String {
         "Wall clock minus a query's watermark",
     );
     let windows = gauge(&mut reg, "query_open_windows", "Windows a query holds open");
+    let connected = gauge(
+        &mut reg,
+        "kafka_connected",
+        "1 while a Kafka source reaches a broker",
+    );
+    let consumer_lag = gauge(
+        &mut reg,
+        "kafka_consumer_lag",
+        "Records behind the high watermarks of a Kafka source's partitions",
+    );
+    let partitions = gauge(
+        &mut reg,
+        "kafka_partitions",
+        "Partitions assigned to a Kafka source",
+    );
 
     let now = crate::codec::timestamp::now_ns();
     for c in super::components::list(api) {
@@ -151,6 +167,11 @@ fn render(api: &Api) -> String {
         match kind {
             Kind::Source => {
                 bytes_in.get_or_create(&l).inc_by(c.bytes_in);
+                if let Some(k) = &c.kafka {
+                    connected.get_or_create(&l).set(i64::from(k.connected));
+                    consumer_lag.get_or_create(&l).set(k.lag);
+                    partitions.get_or_create(&l).set(k.partitions as i64);
+                }
             }
             Kind::Sink => {
                 bytes_out.get_or_create(&l).inc_by(c.bytes_out);

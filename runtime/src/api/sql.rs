@@ -2,12 +2,12 @@
 //! tap, streaming the rows of each closed window as JSON lines.
 
 use super::{error, Api};
+use crate::topology::Batch;
 use axum::body::Bytes;
 use axum::extract::{Query as Params, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use std::collections::HashMap;
-use weir_layout::BatchBuf;
 
 pub async fn live_sql(
     State(api): State<Api>,
@@ -44,7 +44,7 @@ pub async fn live_sql(
         Ok(q) => q,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let (tap_tx, tap_rx) = async_channel::bounded::<BatchBuf>(16);
+    let (tap_tx, tap_rx) = async_channel::bounded::<Batch>(16);
     if !output.tap(tap_tx) {
         return error(StatusCode::GONE, format!("`{table}` has ended"));
     }

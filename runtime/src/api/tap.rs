@@ -5,11 +5,11 @@
 
 use super::{error, ndjson, Api};
 use crate::codec::json_encode;
+use crate::topology::Batch;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use weir_layout::BatchBuf;
 
 #[derive(serde::Deserialize)]
 pub struct Params {
@@ -34,7 +34,7 @@ pub async fn serve(
         Ok(o) => o,
         Err(msg) => return error(StatusCode::NOT_FOUND, msg),
     };
-    let (tap_tx, tap_rx) = async_channel::bounded::<BatchBuf>(16);
+    let (tap_tx, tap_rx) = async_channel::bounded::<Batch>(16);
     if !output.tap(tap_tx) {
         return error(StatusCode::GONE, format!("`{component}` has ended"));
     }

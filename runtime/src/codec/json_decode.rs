@@ -9,6 +9,10 @@ use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess,
 use std::fmt;
 use weir_layout::{BatchBuf, Encoder, Value};
 
+/// A source's own fields (a Kafka record's topic and offset, say), written
+/// after the record's; returns how many it wrote.
+pub type Extra<'a> = &'a dyn Fn(&mut Encoder<'_>) -> Result<u32, weir_layout::LayoutError>;
+
 /// Decodes one JSON object into a log event appended to `batch`.
 ///
 /// The event time comes from `timestamp_field` when present and parseable,
@@ -20,15 +24,61 @@ pub fn decode_object(
     timestamp_field: &str,
     arrival_ns: i64,
 ) -> Result<(), String> {
+    decode_json(batch, line, timestamp_field, arrival_ns, &|_| Ok(0))
+}
+
+/// [`decode_object`], with `extra` fields after the object's.
+pub fn decode_json(
+    batch: &mut BatchBuf,
+    line: &[u8],
+    timestamp_field: &str,
+    arrival_ns: i64,
+    extra: Extra<'_>,
+) -> Result<(), String> {
+    decode_with(batch, timestamp_field, arrival_ns, extra, |top| {
+        let mut de = serde_json::Deserializer::from_slice(line);
+        (&mut de)
+            .deserialize_any(top)
+            .and_then(|()| de.end())
+            .map_err(|e| format!("invalid JSON: {e}"))
+    })
+}
+
+/// One MessagePack map into a log event, as [`decode_json`] does JSON; the
+/// same visitor writes both, so the events are alike.
+pub fn decode_msgpack(
+    batch: &mut BatchBuf,
+    record: &[u8],
+    timestamp_field: &str,
+    arrival_ns: i64,
+    extra: Extra<'_>,
+) -> Result<(), String> {
+    decode_with(batch, timestamp_field, arrival_ns, extra, |top| {
+        let mut de = rmp_serde::Deserializer::from_read_ref(record);
+        (&mut de)
+            .deserialize_any(top)
+            .map_err(|e| format!("invalid MessagePack: {e}"))
+    })
+}
+
+fn decode_with(
+    batch: &mut BatchBuf,
+    timestamp_field: &str,
+    arrival_ns: i64,
+    extra: Extra<'_>,
+    parse: impl FnOnce(&mut TopLevel<'_, '_>) -> Result<(), String>,
+) -> Result<(), String> {
     let start = batch.begin_log(arrival_ns);
-    let mut de = serde_json::Deserializer::from_slice(line);
     let mut top = TopLevel {
         enc: batch.encoder(),
         timestamp_field,
         timestamp: None,
         count: 0,
     };
-    let parsed = (&mut de).deserialize_any(&mut top).and_then(|()| de.end());
+    let parsed = parse(&mut top).and_then(|()| {
+        top.count += extra(&mut top.enc).map_err(|e| e.to_string())?;
+        Ok(())
+    });
     let (count, ts) = (top.count, top.timestamp);
     match parsed {
         Ok(()) => {
@@ -39,7 +89,7 @@ pub fn decode_object(
         }
         Err(e) => {
             batch.abort(start);
-            Err(format!("invalid JSON: {e}"))
+            Err(e)
         }
     }
 }
@@ -55,7 +105,7 @@ impl<'de> Visitor<'de> for &mut TopLevel<'_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
+        f.write_str("an object")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
@@ -111,7 +161,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
+        f.write_str("a value")
     }
     fn visit_unit<E>(self) -> Result<(), E> {
         self.0.null();
@@ -138,6 +188,14 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_> {
     }
     fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<(), E> {
         self.0.str(s).map_err(E::custom)
+    }
+    /// MessagePack's binary: text when it is UTF-8, as Fluentd senders mean it.
+    fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<(), E> {
+        match std::str::from_utf8(b) {
+            Ok(s) => self.0.str(s),
+            Err(_) => self.0.bytes(b),
+        }
+        .map_err(E::custom)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mark = self.0.begin(false);

@@ -5,7 +5,7 @@ pub mod json_encode;
 pub mod lines;
 pub mod timestamp;
 
-pub use json_decode::decode_object;
+pub use json_decode::{decode_object, Extra};
 pub use lines::{for_each_line, Line, LineSplitter};
 
 use serde::Deserialize;
@@ -20,6 +20,8 @@ pub enum Format {
     Json,
     /// Each line is the `message` field.
     Text,
+    /// One MessagePack map per record: for framed records (Kafka), not lines.
+    Msgpack,
 }
 
 impl Format {
@@ -67,45 +69,124 @@ impl Decoder {
         line_no: u64,
         now: i64,
     ) {
-        let result = match (line, self.format) {
-            (Line::Full(bytes), Format::Json) => {
-                decode_object(batch, bytes, &self.timestamp_field, now)
-            }
-            (Line::Full(bytes), Format::Text) => match std::str::from_utf8(bytes) {
-                Ok(text) => {
-                    let _ = batch.log(now).field("message", text).finish();
-                    Ok(())
-                }
-                Err(e) => Err(format!("invalid UTF-8 at byte {}", e.valid_up_to())),
-            },
-            (Line::Truncated { len, .. }, _) => Err(format!(
-                "line of at least {len} bytes exceeds max_line_bytes ({}); kept its first {} bytes",
-                self.max_line_bytes, self.max_line_bytes
-            )),
+        let (raw, result) = match line {
+            Line::Full(bytes) => (bytes, self.parse(batch, bytes, now, &|_| Ok(0))),
+            Line::Truncated { head, len } => (
+                head,
+                Err(format!(
+                    "line of at least {len} bytes exceeds max_line_bytes ({}); kept its first {} bytes",
+                    self.max_line_bytes, self.max_line_bytes
+                )),
+            ),
         };
         if let Err(reason) = result {
-            self.errors += 1;
-            let raw = match line {
-                Line::Full(b) => b,
-                Line::Truncated { head, .. } => head,
-            };
-            let reason = format!("{origin}:{line_no}: {reason}");
-            // The time of the event before it, where there is one: an
-            // undecodable line sits where it sits in the stream, and
-            // arrival time would jump event time ahead of a replayed file.
-            let at = batch.len().checked_sub(1).and_then(|i| batch.get(i));
-            let time = at.map_or(now, |e| e.timestamp());
-            if self.errors <= 10 || self.errors.is_power_of_two() {
-                tracing::warn!(
-                    "{reason} (event kept with `_error`; {} so far)",
-                    self.errors
-                );
-            }
-            let _ = batch
-                .log(time)
-                .field("message", &*String::from_utf8_lossy(raw))
-                .field("_error", reason.as_str())
-                .finish();
+            self.keep_failed(
+                batch,
+                raw,
+                format!("{origin}:{line_no}: {reason}"),
+                now,
+                &|_| Ok(0),
+            );
+        }
+    }
+
+    /// Appends the event for one framed record (a Kafka message), with the
+    /// source's `extra` fields; `whence` names the record in errors.
+    pub fn decode_record(
+        &mut self,
+        batch: &mut BatchBuf,
+        record: &[u8],
+        whence: &dyn std::fmt::Display,
+        now: i64,
+        extra: Extra<'_>,
+    ) {
+        let result = if record.len() > self.max_line_bytes {
+            Err(format!(
+                "record of {} bytes exceeds max_line_bytes ({}); kept its first {} bytes",
+                record.len(),
+                self.max_line_bytes,
+                self.max_line_bytes
+            ))
+        } else {
+            self.parse(batch, record, now, extra)
+        };
+        if let Err(reason) = result {
+            let raw = &record[..record.len().min(self.max_line_bytes)];
+            self.keep_failed(batch, raw, format!("{whence}: {reason}"), now, extra);
+        }
+    }
+
+    fn parse(
+        &self,
+        batch: &mut BatchBuf,
+        bytes: &[u8],
+        now: i64,
+        extra: Extra<'_>,
+    ) -> Result<(), String> {
+        let ts = &self.timestamp_field;
+        match self.format {
+            Format::Json => json_decode::decode_json(batch, bytes, ts, now, extra),
+            Format::Msgpack => json_decode::decode_msgpack(batch, bytes, ts, now, extra),
+            Format::Text => match std::str::from_utf8(bytes) {
+                Ok(text) => message_event(batch, now, text, None, extra),
+                Err(e) => Err(format!("invalid UTF-8 at byte {}", e.valid_up_to())),
+            },
+        }
+    }
+
+    /// Keeps what could not be decoded as an event with the raw text in
+    /// `message` and the reason in `_error`.
+    fn keep_failed(
+        &mut self,
+        batch: &mut BatchBuf,
+        raw: &[u8],
+        reason: String,
+        now: i64,
+        extra: Extra<'_>,
+    ) {
+        self.errors += 1;
+        // The time of the event before it, where there is one: an
+        // undecodable line sits where it sits in the stream, and
+        // arrival time would jump event time ahead of a replayed file.
+        let at = batch.len().checked_sub(1).and_then(|i| batch.get(i));
+        let time = at.map_or(now, |e| e.timestamp());
+        if self.errors <= 10 || self.errors.is_power_of_two() {
+            tracing::warn!(
+                "{reason} (event kept with `_error`; {} so far)",
+                self.errors
+            );
+        }
+        let text = String::from_utf8_lossy(raw);
+        let _ = message_event(batch, time, &text, Some(&reason), extra);
+    }
+}
+
+/// An event of `message` (and `_error`), then the source's own fields.
+fn message_event(
+    batch: &mut BatchBuf,
+    time: i64,
+    message: &str,
+    error: Option<&str>,
+    extra: Extra<'_>,
+) -> Result<(), String> {
+    let start = batch.begin_log(time);
+    let mut enc = batch.encoder();
+    let mut write = || -> Result<u32, weir_layout::LayoutError> {
+        enc.key("message")?;
+        enc.str(message)?;
+        let mut n = 1;
+        if let Some(e) = error {
+            enc.key("_error")?;
+            enc.str(e)?;
+            n += 1;
+        }
+        Ok(n + extra(&mut enc)?)
+    };
+    match write() {
+        Ok(n) => batch.end_log(start, n).map_err(|e| e.to_string()),
+        Err(e) => {
+            batch.abort(start);
+            Err(e.to_string())
         }
     }
 }

@@ -96,6 +96,7 @@ pub enum ReceiverConfig {
     Webhook(WebhookReceiver),
     Stdout(StdoutReceiver),
     File(FileReceiver),
+    Kafka(KafkaReceiver),
 }
 
 impl ReceiverConfig {
@@ -105,6 +106,7 @@ impl ReceiverConfig {
             ReceiverConfig::Webhook(r) => r.send_resolved,
             ReceiverConfig::Stdout(r) => r.send_resolved,
             ReceiverConfig::File(r) => r.send_resolved,
+            ReceiverConfig::Kafka(r) => r.send_resolved,
         }
     }
 }
@@ -157,6 +159,22 @@ pub struct FileReceiver {
     pub path: PathBuf,
     #[serde(default = "yes")]
     pub send_resolved: bool,
+}
+
+/// Each notification as one record (the webhook's JSON), keyed by its
+/// group so a group's notifications stay in order on one partition.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaReceiver {
+    pub brokers: String,
+    pub topic: String,
+    #[serde(default = "yes")]
+    pub send_resolved: bool,
+    #[serde(default = "default_retry_for")]
+    pub retry_for: String,
+    /// Any librdkafka setting (TLS, SASL), passed as is.
+    #[serde(default)]
+    pub librdkafka_options: indexmap::IndexMap<String, String>,
 }
 
 fn yes() -> bool {

@@ -61,6 +61,7 @@ impl Pipeline {
                 SourceConfig::File(x) => format!("file {}", x.path.display()),
                 SourceConfig::Stdin(_) => "stdin".into(),
                 SourceConfig::Generator(_) => "generator".into(),
+                SourceConfig::Kafka(k) => format!("kafka {}", k.topics.join(", ")),
             };
             add(n.clone(), n, Kind::Source, what, vec![]);
         }
@@ -79,6 +80,7 @@ impl Pipeline {
                 SinkConfig::File(x) => format!("file {}", x.path.display()),
                 SinkConfig::Blackhole(_) => "blackhole".into(),
                 SinkConfig::PrometheusExporter(x) => format!("prometheus {}", x.address),
+                SinkConfig::Kafka(x) => format!("kafka {}", x.topic),
             };
             add(n.clone(), n, Kind::Sink, what, s.inputs().to_vec());
         }
@@ -100,6 +102,7 @@ impl Pipeline {
                     ReceiverConfig::Webhook(_) => "webhook",
                     ReceiverConfig::Stdout(_) => "stdout",
                     ReceiverConfig::File(_) => "file",
+                    ReceiverConfig::Kafka(_) => "kafka",
                 };
                 add(
                     format!("receiver/{n}"),

@@ -100,6 +100,74 @@ pub enum SourceConfig {
     File(FileSource),
     Stdin(StdinSource),
     Generator(GeneratorSource),
+    Kafka(KafkaSource),
+}
+
+/// Consumes Kafka topics as a member of a consumer group; an offset is
+/// committed once every sink that got its record has accepted it.
+///
+/// ```toml
+/// [sources.app]
+/// type = "kafka"
+/// brokers = "kafka-1:9092,kafka-2:9092"
+/// topics = ["app-logs", "^svc-.*"]        # a leading ^ makes a regex
+/// group_id = "weir"
+/// start_from = "earliest"                 # for a group with no commit yet
+/// librdkafka_options = { "security.protocol" = "SASL_SSL", "sasl.mechanism" = "PLAIN" }
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSource {
+    /// `bootstrap.servers`: `host:port`, comma-separated.
+    pub brokers: String,
+    pub topics: Vec<String>,
+    #[serde(default = "default_group_id")]
+    pub group_id: String,
+    /// Where a group without a committed offset starts (`latest` by
+    /// default, as Kafka's own consumers do).
+    #[serde(default)]
+    pub start_from: StartFrom,
+    /// `json` (default), `text` or `msgpack`: what a record's value holds.
+    #[serde(default)]
+    pub format: Format,
+    /// The event time; without it, the record's Kafka timestamp.
+    #[serde(default = "default_timestamp_field")]
+    pub timestamp_field: String,
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: usize,
+    /// The field that holds `topic`, `partition`, `offset`, `timestamp_ms`,
+    /// `key` and `headers` (`kafka`; `""` leaves them out).
+    #[serde(default = "default_kafka_field")]
+    pub metadata_field: String,
+    /// Any librdkafka setting (TLS, SASL, timeouts), passed as is.
+    #[serde(default)]
+    pub librdkafka_options: IndexMap<String, String>,
+}
+
+fn default_group_id() -> String {
+    "weir".into()
+}
+
+fn default_kafka_field() -> String {
+    "kafka".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StartFrom {
+    Earliest,
+    #[default]
+    Latest,
+}
+
+impl StartFrom {
+    /// librdkafka's `auto.offset.reset` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartFrom::Earliest => "earliest",
+            StartFrom::Latest => "latest",
+        }
+    }
 }
 
 /// Reads a file; with `follow`, keeps reading as it grows and across
@@ -319,6 +387,7 @@ pub enum SinkConfig {
     File(FileSink),
     Blackhole(BlackholeSink),
     PrometheusExporter(PrometheusExporterSink),
+    Kafka(KafkaSink),
 }
 
 impl SinkConfig {
@@ -328,6 +397,7 @@ impl SinkConfig {
             SinkConfig::File(s) => &s.inputs,
             SinkConfig::Blackhole(s) => &s.inputs,
             SinkConfig::PrometheusExporter(s) => &s.inputs,
+            SinkConfig::Kafka(s) => &s.inputs,
         }
     }
 }
@@ -378,6 +448,57 @@ pub struct PrometheusExporterSink {
     /// Drop a series that no row has updated for this long (default `5m`).
     #[serde(default = "default_expire_after")]
     pub expire_after: String,
+}
+
+/// Produces each event as one JSON record; events count as accepted once
+/// the brokers acknowledged them (`acks`).
+///
+/// ```toml
+/// [sinks.out]
+/// type = "kafka"
+/// inputs = ["errors_per_minute"]
+/// brokers = "kafka-1:9092"
+/// topic = "rollups-{{ service }}"     # fields fill {{ ... }}
+/// key_field = "service"
+/// compression = "zstd"
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSink {
+    pub inputs: Vec<String>,
+    pub brokers: String,
+    /// The topic, or a template of one: `{{ field }}` takes an event's field.
+    pub topic: String,
+    /// The field whose value keys the record (and so picks its partition).
+    pub key_field: Option<String>,
+    /// `none` (default), `gzip`, `snappy`, `lz4` or `zstd`.
+    #[serde(default = "default_compression")]
+    pub compression: String,
+    /// `all` (default), `1` or `0`: which brokers acknowledge a record.
+    #[serde(default = "default_acks")]
+    pub acks: String,
+    /// How long records wait to fill a batch (`linger.ms`, default 5).
+    #[serde(default = "default_linger_ms")]
+    pub linger_ms: u64,
+    /// Largest batch per partition (`batch.size`, default 1 MB).
+    #[serde(default = "default_batch_bytes")]
+    pub batch_max_bytes: usize,
+    /// Any librdkafka setting, passed as is.
+    #[serde(default)]
+    pub librdkafka_options: IndexMap<String, String>,
+}
+
+fn default_compression() -> String {
+    "none".into()
+}
+fn default_acks() -> String {
+    "all".into()
+}
+fn default_linger_ms() -> u64 {
+    5
+}
+fn default_batch_bytes() -> usize {
+    1_000_000
 }
 
 fn default_exporter_address() -> String {

@@ -1,7 +1,9 @@
 //! Where events leave weir. Each sink writes whole batches and flushes after
 //! each, so what a sink accepted is on its way out.
 
+pub mod kafka;
 pub mod prometheus;
+pub mod template;
 
 use crate::codec::json_encode;
 use crate::config::SinkConfig;
@@ -25,6 +27,7 @@ pub fn run(
         SinkConfig::PrometheusExporter(p) => {
             return prometheus::run(name, p, input, stats, shutdown)
         }
+        SinkConfig::Kafka(k) => return kafka::run(name, k, input, stats, shutdown),
         // Locked per batch, not for the run: alert notifications share stdout.
         SinkConfig::Stdout(_) => Box::new(std::io::stdout()),
         SinkConfig::File(f) => {
@@ -60,6 +63,7 @@ pub fn run(
             if e.kind() != std::io::ErrorKind::BrokenPipe {
                 tracing::error!(sink = name, "cannot write: {e}; stopping the pipeline");
             }
+            batch.fail();
             shutdown.trigger();
             return drain(&input);
         }

@@ -4,10 +4,11 @@
 
 pub mod file;
 pub mod generator;
+pub mod kafka;
 pub mod stdin;
 
 use crate::codec::{timestamp, Decoder, LineSplitter};
-use crate::topology::{Closed, Output, Stats};
+use crate::topology::{Ack, Batch, Closed, Output, Stats};
 use std::sync::atomic::Ordering;
 use weir_layout::BatchBuf;
 
@@ -33,6 +34,11 @@ impl Batcher {
 
     /// Sends what is collected, if anything.
     pub fn flush(&mut self) -> Result<(), Closed> {
+        self.flush_with(Vec::new())
+    }
+
+    /// Sends what is collected with the tokens its source waits on.
+    pub fn flush_with(&mut self, acks: Vec<Ack>) -> Result<(), Closed> {
         if self.batch.is_empty() {
             return Ok(());
         }
@@ -40,7 +46,7 @@ impl Batcher {
             &mut self.batch,
             BatchBuf::with_capacity(self.max, self.max * 256),
         );
-        self.out.send(full)
+        self.out.send(Batch::new(full, acks))
     }
 
     pub fn stats(&self) -> &Stats {

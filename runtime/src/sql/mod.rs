@@ -10,7 +10,8 @@
 use crate::alerts::Evaluator;
 use crate::codec::json_encode;
 use crate::config::{Pipeline, Problem, QueryConfig, LATE};
-use crate::topology::{drain, Output, Rx, Stats};
+use crate::topology::{drain, Ack, Batch, Output, Rx, Stats};
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use weir_layout::{BatchBuf, LayoutError};
@@ -81,6 +82,7 @@ pub fn run(name: &str, job: QueryJob, input: Rx, out: Output, late: Output) {
     let mut failed = false;
     let mut misfit_logged = false;
     let mut last_event = Instant::now();
+    let mut held = Held::default();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -100,7 +102,8 @@ pub fn run(name: &str, job: QueryJob, input: Rx, out: Output, late: Output) {
                                     if let Some(a) = &alerts {
                                         a.observe(&query, &rows, Some(query.stats().watermark));
                                     }
-                                    if send_rows(name, &rows, &out).is_err() {
+                                    let acks = held.release(&query);
+                                    if send_rows(name, &rows, acks, &out).is_err() {
                                         break;
                                     }
                                 }
@@ -115,7 +118,13 @@ pub fn run(name: &str, job: QueryJob, input: Rx, out: Output, late: Output) {
                 }
             }
         };
-        let Ok(batch) = batch else { break };
+        let Ok(Batch {
+            events: batch,
+            acks,
+        }) = batch
+        else {
+            break;
+        };
         last_event = Instant::now();
         Stats::add(&stats.events_in, batch.len());
         if failed {
@@ -151,8 +160,9 @@ pub fn run(name: &str, job: QueryJob, input: Rx, out: Output, late: Output) {
         };
         if !pushed.late.is_empty() {
             stats.count_reason("late", pushed.late.len() as u64);
-            let _ = late.send(pushed.late);
+            let _ = late.send(Batch::new(pushed.late, acks.clone()));
         }
+        held.hold(&query, acks);
         if !misfit_logged {
             if let Some(m) = query.first_misfit() {
                 tracing::warn!(query = name, "a value does not fit the query's schema and counts as NULL: {m} (declare `schema` to choose the types)");
@@ -169,7 +179,8 @@ pub fn run(name: &str, job: QueryJob, input: Rx, out: Output, late: Output) {
         if let Some(a) = &alerts {
             a.observe(&query, &pushed.rows, Some(qs.watermark));
         }
-        if send_rows(name, &pushed.rows, &out).is_err() {
+        let acks = held.release(&query);
+        if send_rows(name, &pushed.rows, acks, &out).is_err() {
             break;
         }
     }
@@ -178,7 +189,7 @@ pub fn run(name: &str, job: QueryJob, input: Rx, out: Output, late: Output) {
             if let Some(a) = &alerts {
                 a.observe(&query, &rows, None);
             }
-            let _ = send_rows(name, &rows, &out);
+            let _ = send_rows(name, &rows, held.release_all(), &out);
         }
         Err(e) => tracing::error!(query = name, "closing the last windows failed: {e}"),
     }
@@ -189,7 +200,61 @@ pub fn run(name: &str, job: QueryJob, input: Rx, out: Output, late: Output) {
     drain(&input);
 }
 
-fn send_rows(name: &str, rows: &[Rows], out: &Output) -> Result<(), crate::topology::Closed> {
+/// The acknowledgements of events still in open windows. A source commits
+/// an event only once the rows of every window holding it are out, so a
+/// crash replays what the windows had not yet emitted.
+#[derive(Default)]
+struct Held {
+    /// Tokens with the watermark at which every window holding their
+    /// events has closed, oldest first.
+    waiting: VecDeque<(i64, Vec<Ack>)>,
+}
+
+impl Held {
+    fn hold(&mut self, query: &Query, acks: Vec<Ack>) {
+        if acks.is_empty() {
+            return;
+        }
+        // A window holding an event at `t` ends by `t + width`; a session
+        // can go on as long as events come, so it holds until none is open.
+        let until = match query.window() {
+            None => i64::MIN,
+            Some(w) => w.width().map_or(i64::MAX, |width| {
+                query.max_event_time().saturating_add(width)
+            }),
+        };
+        self.waiting.push_back((until, acks));
+    }
+
+    /// The tokens whose windows have all closed.
+    fn release(&mut self, query: &Query) -> Vec<Ack> {
+        let s = query.stats();
+        let mut out = Vec::new();
+        if query.output_schema().is_none() {
+            // Events wait for the query to plan: none is in a window yet.
+            return out;
+        }
+        while let Some((until, _)) = self.waiting.front() {
+            if *until > s.watermark && s.open_windows > 0 {
+                break;
+            }
+            out.extend(self.waiting.pop_front().map(|(_, a)| a).unwrap_or_default());
+        }
+        out
+    }
+
+    fn release_all(&mut self) -> Vec<Ack> {
+        self.waiting.drain(..).flat_map(|(_, a)| a).collect()
+    }
+}
+
+/// Sends the rows on as events, with the tokens they release.
+fn send_rows(
+    name: &str,
+    rows: &[Rows],
+    acks: Vec<Ack>,
+    out: &Output,
+) -> Result<(), crate::topology::Closed> {
     let n: usize = rows.iter().map(|r| r.batch.num_rows()).sum();
     if n == 0 {
         return Ok(());
@@ -203,7 +268,7 @@ fn send_rows(name: &str, rows: &[Rows], out: &Output) -> Result<(), crate::topol
                 .count_reason("row_error", r.batch.num_rows() as u64);
         }
     }
-    out.send(events)
+    out.send(Batch::new(events, acks))
 }
 
 /// Query rows as JSON lines, as a sink writes their events.

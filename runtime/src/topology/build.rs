@@ -8,7 +8,7 @@
 //! or changed, so a bad file changes nothing; then it rewires the components
 //! that stay (they keep their state) and lets the replaced ones drain.
 
-use super::edge::{Output, Rx, Shutdown, Stats, Tx, WeakOutput};
+use super::edge::{Batch, Output, Rx, Shutdown, Stats, Tx, WeakOutput};
 use super::reload::Watched;
 use crate::alerts::Hub;
 use crate::config::{
@@ -21,7 +21,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use weir_layout::BatchBuf;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -35,7 +34,7 @@ struct Live {
     spec: String,
     /// A consumer's input queue, for producers to be wired to. Weak, so a
     /// queue still closes when its last producer ends.
-    input: Option<async_channel::WeakSender<BatchBuf>>,
+    input: Option<async_channel::WeakSender<Batch>>,
     /// A source's own stop flag.
     stop: Option<Shutdown>,
     /// Its outputs by name (`NAME`, `NAME.dead_letter`), to rewire.
@@ -63,7 +62,7 @@ pub struct Snapshot {
     pub outputs: BTreeMap<String, WeakOutput>,
     pub stats: Vec<(String, Arc<Stats>)>,
     /// Each consumer's input queue (batches), and how many it holds at most.
-    pub queues: Vec<(String, async_channel::WeakSender<BatchBuf>)>,
+    pub queues: Vec<(String, async_channel::WeakSender<Batch>)>,
     pub capacity: usize,
     /// Per thread: set when it has ended.
     pub done: Vec<(String, Arc<AtomicBool>)>,
@@ -268,6 +267,21 @@ fn build_against(
             SourceConfig::Generator(cfg) => {
                 Box::new(move || sources::generator::run(&n, &cfg, batcher, batch_size, sd))
             }
+            SourceConfig::Kafka(cfg) => {
+                for key in cfg.librdkafka_options.keys() {
+                    if sources::kafka::RESERVED.contains(&key.as_str()) {
+                        problems.push(p.problem(
+                            "sources",
+                            name,
+                            Some("librdkafka_options"),
+                            format!("`{key}` is set by weir (use `brokers` and `group_id`; offsets are stored as sinks accept events)"),
+                        ));
+                    }
+                }
+                let flush_after =
+                    std::time::Duration::from_millis(f.settings.batch_timeout_ms.max(1));
+                Box::new(move || sources::kafka::run(&n, &cfg, batcher, flush_after, sd))
+            }
         };
         jobs.push((name.clone(), job));
         let l = Live {
@@ -421,6 +435,28 @@ fn build_against(
                         name,
                         Some("address"),
                         format!("`{}` is not a host:port address: {err}", e.address),
+                    ));
+                }
+                None
+            }
+            SinkConfig::Kafka(k) => {
+                if let Err(msg) = sinks::template::Template::parse(&k.topic) {
+                    problems.push(p.problem("sinks", name, Some("topic"), msg));
+                }
+                if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&k.compression.as_str()) {
+                    problems.push(p.problem(
+                        "sinks",
+                        name,
+                        Some("compression"),
+                        format!("`{}` is not none, gzip, snappy, lz4 or zstd", k.compression),
+                    ));
+                }
+                if !["all", "-1", "0", "1"].contains(&k.acks.as_str()) {
+                    problems.push(p.problem(
+                        "sinks",
+                        name,
+                        Some("acks"),
+                        format!("`{}` is not all, 1 or 0", k.acks),
                     ));
                 }
                 None

@@ -6,15 +6,19 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use weir_layout::BatchBuf;
 
-pub type Tx = async_channel::Sender<BatchBuf>;
-pub type Rx = async_channel::Receiver<BatchBuf>;
+pub use super::ack::{Ack, Batch};
+
+pub type Tx = async_channel::Sender<Batch>;
+pub type Rx = async_channel::Receiver<Batch>;
 
 /// Receives and discards until every producer has gone: a component that
 /// cannot go on keeps its input moving so upstream components can finish.
+/// What it discards was not delivered, so its sources do not commit it.
 pub fn drain(input: &Rx) {
-    while input.recv_blocking().is_ok() {}
+    while let Ok(batch) = input.recv_blocking() {
+        batch.fail();
+    }
 }
 
 /// Counters of one component.
@@ -40,6 +44,8 @@ pub struct Stats {
     reasons: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
     /// The counters a plugin keeps through `counter-add`.
     pub plugin_counters: std::sync::OnceLock<Arc<crate::plugin::Counters>>,
+    /// A Kafka source's connection, lag and partitions.
+    pub kafka: std::sync::OnceLock<Arc<crate::sources::kafka::KafkaState>>,
 }
 
 impl Stats {
@@ -173,8 +179,10 @@ impl Output {
     }
 
     /// Sends a batch to every consumer, waiting while their queues are full.
-    /// Consumers get a copy each; the last gets the original.
-    pub fn send(&self, batch: BatchBuf) -> Result<(), Closed> {
+    /// Consumers get a copy each; the last gets the original. Observers get
+    /// the events without the acknowledgements: they never hold a commit up.
+    pub fn send(&self, batch: impl Into<Batch>) -> Result<(), Closed> {
+        let batch = batch.into();
         if batch.is_empty() {
             return Ok(());
         }
@@ -183,14 +191,15 @@ impl Output {
         let txs = {
             let mut w = self.wiring.lock().unwrap_or_else(|e| e.into_inner());
             if !w.taps.is_empty() {
-                w.taps.retain(|t| match t.try_send(batch.clone()) {
-                    Ok(()) => true,
-                    Err(async_channel::TrySendError::Full(_)) => {
-                        self.stats.count_reason("tap_full", batch.len() as u64);
-                        true
-                    }
-                    Err(async_channel::TrySendError::Closed(_)) => false,
-                });
+                w.taps
+                    .retain(|t| match t.try_send(batch.events.clone().into()) {
+                        Ok(()) => true,
+                        Err(async_channel::TrySendError::Full(_)) => {
+                            self.stats.count_reason("tap_full", batch.len() as u64);
+                            true
+                        }
+                        Err(async_channel::TrySendError::Closed(_)) => false,
+                    });
             }
             w.txs.clone()
         };
@@ -198,10 +207,14 @@ impl Output {
             return Ok(());
         };
         let mut delivered = false;
+        let mut deliver = |tx: &Tx, b: Batch| match tx.send_blocking(b) {
+            Ok(()) => delivered = true,
+            Err(async_channel::SendError(b)) => b.fail(),
+        };
         for tx in rest {
-            delivered |= tx.send_blocking(batch.clone()).is_ok();
+            deliver(tx, batch.clone());
         }
-        delivered |= last.send_blocking(batch).is_ok();
+        deliver(last, batch);
         if delivered {
             Ok(())
         } else {

@@ -8,10 +8,11 @@
 //! Reloads use the same rule: a replaced component's queue closes once its
 //! producers are rewired, and it ends when that queue is drained.
 
+mod ack;
 mod build;
 mod edge;
 mod reload;
 
 pub use build::{build, limits, Built, Running, Snapshot};
-pub use edge::{drain, Closed, Output, Rx, Shutdown, Stats, Tx, WeakOutput};
+pub use edge::{drain, Ack, Batch, Closed, Output, Rx, Shutdown, Stats, Tx, WeakOutput};
 pub use reload::Swap;

@@ -7,7 +7,7 @@
 
 use crate::config::OnError;
 use crate::plugin::{CallError, EventError, Instance, Plugin, Reply};
-use crate::topology::{Output, Rx, Stats, Swap};
+use crate::topology::{Batch, Output, Rx, Stats, Swap};
 use std::sync::mpsc::Receiver;
 use weir_layout::{BatchBuf, EventKind, EventView};
 
@@ -57,19 +57,19 @@ impl Worker {
     /// Runs batches from `input` until it closes; failed events go to
     /// `dead` when the policy is `dead_letter`.
     pub fn run(mut self, input: Rx, out: Output, dead: Option<Output>) {
-        while let Ok(batch) = input.recv_blocking() {
-            Stats::add(&out.stats.events_in, batch.len());
+        while let Ok(Batch { events, acks }) = input.recv_blocking() {
+            Stats::add(&out.stats.events_in, events.len());
             self.take_swap();
             let started = std::time::Instant::now();
-            let p = self.process(batch, &out.stats);
+            let p = self.process(events, &out.stats);
             out.stats.record_call(started.elapsed());
             if let Some(dead) = &dead {
                 // Dead letters are counted by the stage, not as its output.
-                if dead.send(p.dead).is_err() {
+                if dead.send(Batch::new(p.dead, acks.clone())).is_err() {
                     tracing::error!(plugin = %self.plugin.name, "the dead-letter output is gone");
                 }
             }
-            if out.send(p.out).is_err() {
+            if out.send(Batch::new(p.out, acks)).is_err() {
                 return;
             }
         }

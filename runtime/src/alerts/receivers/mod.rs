@@ -1,5 +1,5 @@
-//! Where notifications go: Slack, Alertmanager-style webhooks, stdout and
-//! files. HTTP receivers retry with exponential backoff on network errors
+//! Where notifications go: Slack, Alertmanager-style webhooks, Kafka,
+//! stdout and files. HTTP receivers retry with exponential backoff on network errors
 //! and 5xx, wait as long as a `429`'s `Retry-After` says, and stop at the
 //! first success, so a notification is delivered once.
 
@@ -30,6 +30,10 @@ enum Kind {
     },
     Stdout,
     File(PathBuf),
+    Kafka {
+        producer: rdkafka::producer::FutureProducer,
+        topic: String,
+    },
 }
 
 /// Why one attempt failed.
@@ -99,6 +103,24 @@ impl Receiver {
                 }
                 (Kind::File(path), Duration::ZERO)
             }
+            ReceiverConfig::Kafka(k) => {
+                let mut c = rdkafka::ClientConfig::new();
+                c.set("bootstrap.servers", &k.brokers)
+                    .set("message.timeout.ms", "10000");
+                for (key, v) in &k.librdkafka_options {
+                    c.set(key, v);
+                }
+                let producer = c
+                    .create()
+                    .map_err(|e| ("librdkafka_options".to_string(), e.to_string()))?;
+                (
+                    Kind::Kafka {
+                        producer,
+                        topic: k.topic.clone(),
+                    },
+                    retry(&k.retry_for)?,
+                )
+            }
         };
         Ok(Receiver {
             name: name.to_string(),
@@ -145,6 +167,19 @@ impl Receiver {
                     .lock()
                     .write_all(line.as_bytes())
                     .map_err(|e| Failure::Fatal(format!("cannot write to stdout: {e}")))
+            }
+            Kind::Kafka { producer, topic } => {
+                let body = n.webhook_json(0).to_string();
+                let record = rdkafka::producer::FutureRecord::to(topic)
+                    .payload(&body)
+                    .key(&n.group_key);
+                match producer.send(record, Duration::from_secs(10)).await {
+                    Ok(_) => Ok(()),
+                    Err((e, _)) => Err(Failure::Retry {
+                        after: None,
+                        why: format!("producing to {topic}: {e}"),
+                    }),
+                }
             }
             Kind::File(path) => {
                 let line = n.webhook_json(0).to_string() + "\n";

@@ -1,0 +1,292 @@
+//! Kafka → JSON decode → Wasm filter → Kafka, against a plain rdkafka
+//! consumer → producer copy loop (no decoding, no processing: the ceiling)
+//! on the same local tansu broker, in one run.
+//!
+//! `scripts/bench` (or `scripts/tansu && cargo bench -p weir --bench kafka`).
+//! Both read the same pre-produced topic of ~200-byte JSON log lines, each
+//! with a group of its own, and write every record to a topic of their own.
+//! An outside watcher times each from the first record out to the last
+//! (the brokers' high watermarks), so start-up and group joins are left out.
+//! `WEIR_BENCH_EVENTS` sets the count.
+
+mod common;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::Message;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PARTITIONS: i32 = 4;
+
+fn main() {
+    let n: usize = std::env::var("WEIR_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300_000);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let wasm = root.join("plugins/dist/level_filter.wasm");
+    assert!(wasm.is_file(), "run scripts/build-plugins first");
+    let tansu = std::env::var_os("WEIR_TANSU")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/tools/tansu"));
+    assert!(tansu.is_file(), "run scripts/tansu first");
+
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let broker = Broker::start(&tansu, &addr, dir.path());
+    for t in ["in", "copy-out", "weir-out"] {
+        broker.create_topic(t);
+    }
+    let lines = common::lines(n, 42);
+    println!(
+        "weir kafka bench: {n} JSON log lines, {} bytes on average, {PARTITIONS} partitions, tansu on loopback",
+        lines.len() / n
+    );
+    let started = Instant::now();
+    produce(&addr, &lines);
+    println!(
+        "  produced the input in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let copy = {
+        let addr = addr.clone();
+        let watch = Watcher::new(&addr, "copy-out");
+        let worker = std::thread::spawn(move || copy_loop(&addr, n));
+        let secs = watch.until(n);
+        worker.join().unwrap();
+        secs
+    };
+    let weir = {
+        let watch = Watcher::new(&addr, "weir-out");
+        let pipeline = dir.path().join("bench.toml");
+        std::fs::write(&pipeline, pipeline_toml(&addr, &wasm)).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["run", "-c"])
+            .arg(&pipeline)
+            .env("WEIR_CACHE_DIR", root.join("target/test-plugin-cache"))
+            .env("WEIR_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let secs = watch.until(n);
+        // SAFETY: our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let _ = child.wait();
+        secs
+    };
+    let rate = |s: f64| n as f64 / s;
+    println!(
+        "  copy loop (rdkafka consume → produce): {:>9.0} events/s",
+        rate(copy)
+    );
+    println!(
+        "  weir (kafka → json → wasm filter → kafka): {:>9.0} events/s",
+        rate(weir)
+    );
+    println!(
+        "  weir / copy loop: {:.0}% (target ≥ 70%)",
+        100.0 * copy / weir
+    );
+}
+
+fn pipeline_toml(addr: &str, wasm: &Path) -> String {
+    format!(
+        r#"
+[sources.in]
+type = "kafka"
+brokers = "{addr}"
+topics = ["in"]
+group_id = "weir-bench"
+start_from = "earliest"
+
+[transforms.keep]
+type = "wasm"
+inputs = ["in"]
+plugin = "{wasm}"
+# Every line is info or above: the filter runs on each, all pass, and
+# both sides write the same records.
+config = {{ level = "info" }}
+
+[sinks.out]
+type = "kafka"
+inputs = ["keep"]
+brokers = "{addr}"
+topic = "weir-out"
+"#,
+        wasm = wasm.display()
+    )
+}
+
+/// The ceiling: records copied as they are, with the same settings weir's
+/// source and sink use where they matter (offsets stored after delivery is
+/// not modelled; this loop does strictly less).
+fn copy_loop(addr: &str, n: usize) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("group.id", "copy-bench")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["in"]).unwrap();
+    let producer = producer(addr);
+    let mut copied = 0;
+    while copied < n {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let mut rec: BaseRecord<'_, [u8], [u8]> =
+                BaseRecord::to("copy-out").payload(m.payload().unwrap_or_default());
+            loop {
+                match producer.send(rec) {
+                    Ok(()) => break,
+                    Err((_, r)) => {
+                        rec = r;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+            copied += 1;
+        }
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+}
+
+fn producer(addr: &str) -> ThreadedProducer<DefaultProducerContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("linger.ms", "5")
+        .create()
+        .unwrap()
+}
+
+fn produce(addr: &str, lines: &[u8]) {
+    let p = producer(addr);
+    for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to("in").payload(line);
+        loop {
+            match p.send(rec) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    rec = r;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(120)).unwrap();
+}
+
+/// Times a topic from its first record to its `n`th by the brokers' high
+/// watermarks.
+struct Watcher {
+    consumer: BaseConsumer,
+    topic: String,
+}
+
+impl Watcher {
+    fn new(addr: &str, topic: &str) -> Watcher {
+        let consumer = ClientConfig::new()
+            .set("bootstrap.servers", addr)
+            .set("group.id", "watcher")
+            .create()
+            .unwrap();
+        Watcher {
+            consumer,
+            topic: topic.into(),
+        }
+    }
+
+    fn total(&self) -> i64 {
+        (0..PARTITIONS)
+            .map(|p| {
+                self.consumer
+                    .fetch_watermarks(&self.topic, p, Duration::from_secs(5))
+                    .map_or(0, |(_, high)| high)
+            })
+            .sum()
+    }
+
+    fn until(&self, n: usize) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let mut first = None;
+        loop {
+            let total = self.total();
+            if total > 0 && first.is_none() {
+                first = Some(Instant::now());
+            }
+            if total >= n as i64 {
+                return first.unwrap().elapsed().as_secs_f64();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} has {total} of {n}",
+                self.topic
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+struct Broker {
+    child: Child,
+    bin: PathBuf,
+    addr: String,
+}
+
+impl Broker {
+    fn start(bin: &Path, addr: &str, dir: &Path) -> Broker {
+        let url = format!("tcp://{addr}");
+        let child = Command::new(bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .arg("--storage-engine")
+            .arg(format!("sqlite://{}", dir.join("tansu.db").display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Broker {
+            child,
+            bin: bin.into(),
+            addr: addr.into(),
+        }
+    }
+
+    fn create_topic(&self, name: &str) {
+        let ok = Command::new(&self.bin)
+            .args(["topic", "create", "--broker"])
+            .arg(format!("tcp://{}", self.addr))
+            .args(["--partitions", &PARTITIONS.to_string(), name])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "cannot create {name}");
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
