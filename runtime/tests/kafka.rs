@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 struct Tansu {
     child: Child,
     addr: String,
-    _dir: tempfile::TempDir,
 }
 
 fn tansu_bin() -> PathBuf {
@@ -32,9 +31,10 @@ fn tansu_bin() -> PathBuf {
 
 impl Tansu {
     fn start() -> Tansu {
-        let dir = tempfile::tempdir().unwrap();
         let addr = format!("127.0.0.1:{}", free_port());
         let url = format!("tcp://{addr}");
+        // In memory: the prebuilt tansu has no file storage, and nothing
+        // here outlives the broker.
         let child = Command::new(tansu_bin())
             .args([
                 "broker",
@@ -48,11 +48,7 @@ impl Tansu {
             .stderr(Stdio::null())
             .spawn()
             .expect("start tansu");
-        let t = Tansu {
-            child,
-            addr,
-            _dir: dir,
-        };
+        let t = Tansu { child, addr };
         eventually(30, "tansu to listen", || {
             std::net::TcpStream::connect(&t.addr).is_ok()
         });

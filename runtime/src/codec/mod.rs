@@ -196,6 +196,48 @@ mod tests {
     use super::*;
 
     #[test]
+    fn records_decode_as_json_text_or_msgpack_with_the_sources_fields() {
+        let extra = |enc: &mut weir_layout::Encoder<'_>| {
+            enc.key("src")?;
+            enc.str("k/0@7")?;
+            Ok(1)
+        };
+        let mut b = BatchBuf::new();
+        // {"level": "warn", "timestamp": 1700000000, "bin": <binary "ok">}
+        let mut packed = vec![0x83, 0xa5];
+        packed.extend(b"level\xa4warn\xa9timestamp\xce");
+        packed.extend(1_700_000_000u32.to_be_bytes());
+        packed.extend(b"\xa3bin\xc4\x02ok");
+        let mut d = Decoder::new(Format::Msgpack, "timestamp", 1024);
+        d.decode_record(&mut b, &packed, &"k/0@7", 5, &extra);
+        d.decode_record(&mut b, b"\xc1", &"k/0@8", 5, &extra);
+        let mut t = Decoder::new(Format::Text, "timestamp", 1024);
+        t.decode_record(&mut b, b"plain", &"k/0@9", 5, &extra);
+
+        let e = b.get(0).unwrap();
+        assert_eq!(e.get_str("level"), Some("warn"));
+        assert_eq!(e.get_str("bin"), Some("ok"));
+        assert_eq!(e.timestamp(), 1_700_000_000_000_000_000);
+        assert_eq!(e.get_str("src"), Some("k/0@7"));
+        let bad = b.get(1).unwrap();
+        assert!(bad
+            .get_str("_error")
+            .unwrap()
+            .starts_with("k/0@8: invalid MessagePack"));
+        assert_eq!(
+            bad.get_str("src"),
+            Some("k/0@7"),
+            "the error event keeps the fields"
+        );
+        assert_eq!(d.errors, 1);
+        let text = b.get(2).unwrap();
+        assert_eq!(
+            (text.get_str("message"), text.get_str("src")),
+            (Some("plain"), Some("k/0@7"))
+        );
+    }
+
+    #[test]
     fn an_undecodable_line_keeps_the_time_of_the_event_before_it() {
         let mut d = Decoder::new(Format::Json, "timestamp", 1024);
         let mut b = BatchBuf::new();

@@ -145,8 +145,11 @@ fn client_config(cfg: &KafkaSource) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", cfg.start_from.as_str())
         // What librdkafka prefetches is bounded; a slow pipeline stops
-        // fetching rather than growing memory.
+        // fetching rather than growing memory. Once under the bound again,
+        // fetching resumes at once (librdkafka waits a second by default,
+        // which leaves a busy pipeline idle for most of it).
         .set("queued.max.messages.kbytes", "16384")
+        .set("fetch.queue.backoff.ms", "10")
         .set("statistics.interval.ms", "1000")
         .set_log_level(RDKafkaLogLevel::Warning);
     for (k, v) in &cfg.librdkafka_options {

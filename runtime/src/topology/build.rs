@@ -243,6 +243,19 @@ fn build_against(
         let batcher = Batcher::new(out, batch_size);
         let stop = shutdown.child();
         let (n, sd) = (name.clone(), stop.clone());
+        let lines_format = match src {
+            SourceConfig::File(c) => Some(c.format),
+            SourceConfig::Stdin(c) => Some(c.format),
+            _ => None,
+        };
+        if lines_format == Some(crate::codec::Format::Msgpack) {
+            problems.push(p.problem(
+                "sources",
+                name,
+                Some("format"),
+                "`msgpack` needs framed records (a kafka source); lines are `json` or `text`",
+            ));
+        }
         let job: Job = match src.clone() {
             SourceConfig::File(cfg) => {
                 let path = p.resolve(&cfg.path);
