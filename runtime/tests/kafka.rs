@@ -618,9 +618,18 @@ fn a_broker_outage_is_logged_and_measured_and_nothing_is_lost() {
         &out,
         &api(port),
     );
-    let weir = start(&p, &[]);
-    eventually(60, "the first records", || ids(&out).len() == 1000);
     let metrics = || get(&format!("http://127.0.0.1:{port}/metrics"));
+    // Down before weir starts: it waits, says so, and reads once it is up.
+    mock.cluster().broker_down(1).unwrap();
+    let weir = start(&p, &[]);
+    eventually(60, "the outage at start in the metrics", || {
+        let m = metrics();
+        m.contains("weir_kafka_connected{component=\"in\"} 0")
+            && m.contains("weir_component_failures_total{component=\"in\",reason=\"broker_down\"}")
+    });
+    assert!(ids(&out).is_empty());
+    mock.cluster().broker_up(1).unwrap();
+    eventually(60, "the first records", || ids(&out).len() == 1000);
     eventually(10, "a connected source", || {
         metrics().contains("weir_kafka_connected{component=\"in\"} 1")
     });

@@ -215,13 +215,19 @@ impl Held {
         if acks.is_empty() {
             return;
         }
-        // A window holding an event at `t` ends by `t + width`; a session
-        // can go on as long as events come, so it holds until none is open.
+        // The end of the last window holding the newest event so far; a
+        // session can go on as long as events come, so it holds until none
+        // is open.
         let until = match query.window() {
             None => i64::MIN,
-            Some(w) => w.width().map_or(i64::MAX, |width| {
-                query.max_event_time().saturating_add(width)
-            }),
+            Some(w) => match w.width() {
+                None => i64::MAX,
+                Some(width) => {
+                    let mut last = i64::MIN;
+                    w.for_each_start(query.max_event_time(), |s| last = last.max(s));
+                    last.saturating_add(width)
+                }
+            },
         };
         self.waiting.push_back((until, acks));
     }
@@ -287,4 +293,51 @@ const IDLE_TICK: Duration = Duration::from_millis(200);
 /// The name of a query's late-events output.
 pub fn late_output(name: &str) -> String {
     format!("{name}.{LATE}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn a_window_holds_its_events_acknowledgements_until_it_closes() {
+        let schema = weir_sql::schema::declared(&[("service".into(), "string".into())]).unwrap();
+        let opts = QueryOptions {
+            tables: vec!["events".into()],
+            schema: Some(schema),
+            allowed_lateness: 0,
+        };
+        let sql =
+            "SELECT window_start, count(*) AS n FROM events GROUP BY tumble(interval '1 minute')";
+        let mut query = Query::new(sql, opts).unwrap();
+        let acked = Arc::new(Mutex::new(0));
+        let a = acked.clone();
+        let ack = Ack::new(Box::new(move |ok| {
+            assert!(ok);
+            *a.lock().unwrap() += 1;
+        }));
+        let at = |secs: i64| {
+            let mut b = BatchBuf::new();
+            b.log(secs * 1_000_000_000)
+                .field("service", "cart")
+                .finish()
+                .unwrap();
+            b
+        };
+        let mut held = Held::default();
+
+        query.push(&at(10)).unwrap();
+        held.hold(&query, vec![ack]);
+        let open = held.release(&query);
+        assert!(open.is_empty(), "the first minute is still open");
+
+        // An event of the next minute closes the first.
+        let pushed = query.push(&at(61)).unwrap();
+        assert_eq!(pushed.rows.len(), 1);
+        let released = held.release(&query);
+        assert_eq!(released.len(), 1);
+        drop(released);
+        assert_eq!(*acked.lock().unwrap(), 1);
+    }
 }
