@@ -14,6 +14,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// One test at a time. The outage test takes its mock broker's port down
+/// and up again; another test's new socket could take that port meanwhile,
+/// and librdkafka aborts when it cannot listen again.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A tansu broker on a free loopback port, stopped on drop.
 struct Tansu {
     child: Child,
@@ -160,6 +168,7 @@ fn stop(child: Child) -> String {
 
 #[test]
 fn records_flow_through_a_plugin_to_kafka_and_a_file_with_their_metadata() {
+    let _one = serial();
     let broker = Tansu::start();
     broker.create_topic("app", 3);
     broker.create_topic("out-cart", 1);
@@ -391,6 +400,7 @@ fn api(port: u16) -> String {
 
 #[test]
 fn a_crash_loses_nothing_and_repeats_only_what_was_in_flight() {
+    let _one = serial();
     let broker = Tansu::start();
     broker.create_topic("crash", 2);
     let n = 30_000;
@@ -431,6 +441,7 @@ fn a_crash_loses_nothing_and_repeats_only_what_was_in_flight() {
 
 #[test]
 fn two_instances_in_one_group_process_every_record_once() {
+    let _one = serial();
     let broker = Tansu::start();
     broker.create_topic("shared", 4);
     let n = 20_000;
@@ -495,6 +506,7 @@ fn two_instances_in_one_group_process_every_record_once() {
 
 #[test]
 fn windowed_rows_split_by_key_across_instances_add_up_to_one_instances_rows() {
+    let _one = serial();
     let broker = Tansu::start();
     broker.create_topic("keyed", 4);
     let dir = tempfile::tempdir().unwrap();
@@ -604,6 +616,7 @@ impl Mock {
 
 #[test]
 fn a_broker_outage_is_logged_and_measured_and_nothing_is_lost() {
+    let _one = serial();
     let mock = Mock::start();
     mock.cluster().create_topic("flaky", 2, 1).unwrap();
     produce(&mock.brokers, "flaky", numbered_records(0, 1000));
@@ -658,6 +671,7 @@ fn a_broker_outage_is_logged_and_measured_and_nothing_is_lost() {
 
 #[test]
 fn a_config_typo_or_a_reserved_setting_is_refused_with_its_place() {
+    let _one = serial();
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("p.toml");
     std::fs::write(
@@ -685,6 +699,7 @@ fn a_config_typo_or_a_reserved_setting_is_refused_with_its_place() {
 
 #[test]
 fn a_slow_sink_holds_consumption_back_instead_of_memory() {
+    let _one = serial();
     let broker = Tansu::start();
     broker.create_topic("flood", 1);
     let n = 40_000;
@@ -720,6 +735,7 @@ fn a_slow_sink_holds_consumption_back_instead_of_memory() {
 
 #[test]
 fn rolled_up_rows_and_alert_notifications_go_to_kafka() {
+    let _one = serial();
     let broker = Tansu::start();
     broker.create_topic("logs", 1);
     broker.create_topic("rollups", 1);

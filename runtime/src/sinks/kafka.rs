@@ -171,17 +171,7 @@ struct Context {
 
 impl ClientContext for Context {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        let name = &self.name;
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => {
-                tracing::error!(sink = %name, "librdkafka {fac}: {message}")
-            }
-            RDKafkaLogLevel::Warning => tracing::warn!(sink = %name, "librdkafka {fac}: {message}"),
-            _ => tracing::debug!(sink = %name, "librdkafka {fac}: {message}"),
-        }
+        crate::sources::kafka::log(&self.name, level, fac, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {

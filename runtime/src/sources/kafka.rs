@@ -485,21 +485,21 @@ impl Tracker {
 /// librdkafka's callbacks: rebalances, errors, statistics and logs.
 struct Context(Arc<Shared>);
 
+/// librdkafka's own log lines, as weir's, under the component's name.
+pub(crate) fn log(component: &str, level: RDKafkaLogLevel, fac: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => tracing::error!(component, "librdkafka {fac}: {message}"),
+        RDKafkaLogLevel::Warning => tracing::warn!(component, "librdkafka {fac}: {message}"),
+        _ => tracing::debug!(component, "librdkafka {fac}: {message}"),
+    }
+}
+
 impl ClientContext for Context {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        let name = &self.0.name;
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => {
-                tracing::error!(source = %name, "librdkafka {fac}: {message}")
-            }
-            RDKafkaLogLevel::Warning => {
-                tracing::warn!(source = %name, "librdkafka {fac}: {message}")
-            }
-            _ => tracing::debug!(source = %name, "librdkafka {fac}: {message}"),
-        }
+        log(&self.0.name, level, fac, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
