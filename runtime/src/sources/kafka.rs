@@ -399,14 +399,29 @@ struct Tracker {
     parts: HashMap<TopicPartition, Part>,
 }
 
+/// Where a batch is: still out, or reported back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fate {
+    Out,
+    Accepted,
+    /// Not delivered: it holds its partitions' commits for good.
+    Failed,
+}
+
 #[derive(Default)]
 struct Part {
-    /// `(batch, last offset, accepted)`, oldest first.
-    pending: VecDeque<(u64, i64, bool)>,
+    /// `(batch, last offset, fate)`, oldest first.
+    pending: VecDeque<(u64, i64, Fate)>,
     /// The next offset to commit: past every accepted record.
     next: Option<i64>,
     /// What was last handed to librdkafka to store.
     stored: Option<i64>,
+}
+
+impl Part {
+    fn out(&self) -> usize {
+        self.pending.iter().filter(|e| e.2 == Fate::Out).count()
+    }
 }
 
 impl Tracker {
@@ -418,7 +433,7 @@ impl Tracker {
                 .entry(tp.clone())
                 .or_default()
                 .pending
-                .push_back((id, *last, false));
+                .push_back((id, *last, Fate::Out));
         }
         id
     }
@@ -431,13 +446,10 @@ impl Tracker {
             let Some(p) = self.parts.get_mut(tp) else {
                 continue;
             };
-            if !ok {
-                continue;
-            }
             if let Some(e) = p.pending.iter_mut().find(|e| e.0 == id) {
-                e.2 = true;
+                e.2 = if ok { Fate::Accepted } else { Fate::Failed };
             }
-            while let Some(&(_, last, true)) = p.pending.front() {
+            while let Some(&(_, last, Fate::Accepted)) = p.pending.front() {
                 p.next = Some(last + 1);
                 p.pending.pop_front();
             }
@@ -456,15 +468,16 @@ impl Tracker {
             .collect()
     }
 
+    /// Batches not yet reported back: what a revoke or a shutdown waits for.
     fn in_flight(&self) -> usize {
-        self.parts.values().map(|p| p.pending.len()).sum()
+        self.parts.values().map(Part::out).sum()
     }
 
     fn in_flight_of(&self, parts: &[(String, i32)]) -> usize {
         self.parts
             .iter()
             .filter(|((t, p), _)| parts.iter().any(|(pt, pp)| pp == p && **pt == **t))
-            .map(|(_, p)| p.pending.len())
+            .map(|(_, p)| p.out())
             .sum()
     }
 
@@ -592,7 +605,8 @@ mod tests {
         t.done(a, &[tp(0)], false);
         t.done(b, &[tp(0)], true);
         assert!(t.take_ready().is_empty());
-        assert_eq!(t.in_flight(), 2);
+        assert_eq!(t.in_flight(), 0, "both reported: nothing to wait for");
+        assert_eq!(t.parts[&tp(0)].pending.len(), 2, "and nothing committed");
     }
 
     #[test]
