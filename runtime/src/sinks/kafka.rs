@@ -52,6 +52,7 @@ pub fn run(name: &str, cfg: &KafkaSink, input: Rx, stats: Arc<Stats>, shutdown: 
     let mut key_buf = String::new();
     while let Ok(Batch { events, acks }) = input.recv_blocking() {
         Stats::add(&stats.events_in, events.len());
+        let mut bytes = 0;
         // Shared by the batch's records; the last delivery report lets go.
         let batch = Arc::new(InFlight { acks });
         for event in events.iter() {
@@ -102,8 +103,9 @@ pub fn run(name: &str, cfg: &KafkaSink, input: Rx, stats: Arc<Stats>, shutdown: 
                     }
                 }
             }
-            Stats::add(&stats.bytes_out, buf.len());
+            bytes += buf.len();
         }
+        Stats::add(&stats.bytes_out, bytes);
         drop(batch);
     }
     if let Err(e) = producer.flush(FLUSH) {
@@ -175,12 +177,7 @@ impl ClientContext for Context {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        let down = matches!(
-            error.rdkafka_error_code(),
-            Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure)
-        );
-        self.stats
-            .count_reason(if down { "broker_down" } else { "kafka_error" }, 1);
+        crate::sources::kafka::count_error(&self.stats, &error);
         tracing::warn!(sink = %self.name, "Kafka: {reason}");
     }
 }

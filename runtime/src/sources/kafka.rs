@@ -510,6 +510,18 @@ pub(crate) fn log(component: &str, level: RDKafkaLogLevel, fac: &str, message: &
     }
 }
 
+/// Counts a client error under its reason (`broker_down` or
+/// `kafka_error`); true when no broker can be reached.
+pub(crate) fn count_error(stats: &Stats, error: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode::{AllBrokersDown, BrokerTransportFailure};
+    let down = matches!(
+        error.rdkafka_error_code(),
+        Some(AllBrokersDown | BrokerTransportFailure)
+    );
+    stats.count_reason(if down { "broker_down" } else { "kafka_error" }, 1);
+    down
+}
+
 impl ClientContext for Context {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         log(&self.0.name, level, fac, message);
@@ -517,16 +529,7 @@ impl ClientContext for Context {
 
     fn error(&self, error: KafkaError, reason: &str) {
         let s = &self.0;
-        let down = matches!(
-            error.rdkafka_error_code(),
-            Some(
-                rdkafka::types::RDKafkaErrorCode::AllBrokersDown
-                    | rdkafka::types::RDKafkaErrorCode::BrokerTransportFailure
-            )
-        );
-        s.stats
-            .count_reason(if down { "broker_down" } else { "kafka_error" }, 1);
-        if down {
+        if count_error(&s.stats, &error) {
             s.state.connected.store(false, Ordering::Relaxed);
             // Once per outage; librdkafka keeps retrying on its own.
             if !s.down_logged.swap(true, Ordering::Relaxed) {
