@@ -18,7 +18,7 @@
 pub mod alerts;
 pub mod api;
 pub mod cli;
-pub mod codec;
+pub use weir_codec as codec;
 pub mod config;
 pub mod plugin;
 pub mod sinks;

@@ -139,9 +139,7 @@ fn display(enc: &mut Encoder<'_>, col: &dyn Array, row: usize) -> Result<(), Lay
 }
 
 /// RFC 3339 with milliseconds, as the sinks print event times.
-pub fn rfc3339(ns: i64) -> String {
-    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+pub use weir_codec::timestamp::to_rfc3339 as rfc3339;
 
 #[cfg(test)]
 mod tests {

@@ -35,9 +35,11 @@ pub fn now_ns() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
 }
 
-/// RFC 3339 text with millisecond precision, as sinks print event times:
-/// the one the query rows use too.
-pub use weir_sql::rfc3339 as to_rfc3339;
+/// RFC 3339 text with millisecond precision, as sinks print event times
+/// (query rows too).
+pub fn to_rfc3339(ns: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
 
 #[cfg(test)]
 mod tests {
