@@ -16,8 +16,8 @@ pub type Extra<'a> = &'a dyn Fn(&mut Encoder<'_>) -> Result<u32, weir_layout::La
 /// Decodes one JSON object into a log event appended to `batch`.
 ///
 /// The event time comes from `timestamp_field` when present and parseable,
-/// else `arrival_ns`. On error nothing is appended and the message says what
-/// was wrong and at which column.
+/// else `arrival_ns` (always, if `timestamp_field` is ""). On error nothing
+/// is appended and the message says what was wrong and at which column.
 pub fn decode_object(
     batch: &mut BatchBuf,
     line: &[u8],
@@ -119,7 +119,10 @@ impl<'de> Visitor<'de> for &mut TopLevel<'_, '_> {
             map.next_value_seed(ValueSeed(&mut self.enc))?;
             self.count += 1;
             let key = &self.enc.written()[key_at..at];
-            if self.timestamp.is_none() && key == self.timestamp_field.as_bytes() {
+            if self.timestamp.is_none()
+                && !self.timestamp_field.is_empty()
+                && key == self.timestamp_field.as_bytes()
+            {
                 if let Ok(v) = Value::decode(&self.enc.written()[at..]) {
                     self.timestamp = timestamp::from_value(v);
                 }

@@ -1,8 +1,13 @@
 //! Bytes in, events out, and back: where a line becomes an event.
 
+pub mod forward;
+pub mod http_body;
 mod json_decode;
 pub mod json_encode;
 pub mod lines;
+pub mod prom_text;
+pub mod remote_write;
+pub mod syslog;
 pub mod timestamp;
 
 pub use json_decode::{decode_object, Extra};

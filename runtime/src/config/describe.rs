@@ -62,6 +62,11 @@ impl Pipeline {
                 SourceConfig::Stdin(_) => "stdin".into(),
                 SourceConfig::Generator(_) => "generator".into(),
                 SourceConfig::Kafka(k) => format!("kafka {}", k.topics.join(", ")),
+                SourceConfig::PrometheusScrape(s) => format!("scrape {}", s.targets.join(", ")),
+                SourceConfig::PrometheusRemoteWrite(r) => format!("remote write {}", r.address),
+                SourceConfig::FluentForward(f) => format!("forward {}", f.address),
+                SourceConfig::Syslog(s) => format!("syslog {} {}", s.mode.as_str(), s.address),
+                SourceConfig::Http(h) => format!("http {}", h.address),
             };
             add(n.clone(), n, Kind::Source, what, vec![]);
         }
@@ -81,6 +86,10 @@ impl Pipeline {
                 SinkConfig::Blackhole(_) => "blackhole".into(),
                 SinkConfig::PrometheusExporter(x) => format!("prometheus {}", x.address),
                 SinkConfig::Kafka(x) => format!("kafka {}", x.topic),
+                SinkConfig::Http(x) => format!("http {}", x.uri),
+                SinkConfig::Elasticsearch(x) => format!("elasticsearch {}", x.index),
+                SinkConfig::Loki(x) => format!("loki {}", x.endpoint),
+                SinkConfig::PrometheusRemoteWrite(x) => format!("remote write {}", x.endpoint),
             };
             add(n.clone(), n, Kind::Sink, what, s.inputs().to_vec());
         }

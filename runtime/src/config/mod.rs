@@ -24,11 +24,15 @@
 mod alerts;
 mod describe;
 mod env;
+mod http_sinks;
+mod listen;
 mod problems;
 mod types;
 
 pub use alerts::*;
 pub use describe::{Kind, Node};
+pub use http_sinks::*;
+pub use listen::*;
 pub use problems::{Problem, Problems};
 pub use types::*;
 

@@ -1,6 +1,8 @@
 //! The shape of a pipeline file. Every struct rejects unknown keys, so a
 //! typo is an error that names the key rather than a setting silently ignored.
 
+use super::http_sinks::*;
+use super::listen::*;
 use crate::codec::{Format, DEFAULT_MAX_LINE_BYTES};
 use indexmap::IndexMap;
 use serde::Deserialize;
@@ -87,7 +89,7 @@ fn default_api_address() -> String {
     "127.0.0.1:8686".into()
 }
 
-fn default_timestamp_field() -> String {
+pub(super) fn default_timestamp_field() -> String {
     "timestamp".into()
 }
 fn default_max_line_bytes() -> usize {
@@ -101,6 +103,11 @@ pub enum SourceConfig {
     Stdin(StdinSource),
     Generator(GeneratorSource),
     Kafka(KafkaSource),
+    PrometheusScrape(PrometheusScrapeSource),
+    PrometheusRemoteWrite(RemoteWriteSource),
+    FluentForward(FluentForwardSource),
+    Syslog(SyslogSource),
+    Http(HttpSource),
 }
 
 /// Consumes Kafka topics as a member of a consumer group; an offset is
@@ -388,6 +395,10 @@ pub enum SinkConfig {
     Blackhole(BlackholeSink),
     PrometheusExporter(PrometheusExporterSink),
     Kafka(KafkaSink),
+    Http(HttpSink),
+    Elasticsearch(ElasticsearchSink),
+    Loki(LokiSink),
+    PrometheusRemoteWrite(RemoteWriteSink),
 }
 
 impl SinkConfig {
@@ -398,6 +409,10 @@ impl SinkConfig {
             SinkConfig::Blackhole(s) => &s.inputs,
             SinkConfig::PrometheusExporter(s) => &s.inputs,
             SinkConfig::Kafka(s) => &s.inputs,
+            SinkConfig::Http(s) => &s.inputs,
+            SinkConfig::Elasticsearch(s) => &s.inputs,
+            SinkConfig::Loki(s) => &s.inputs,
+            SinkConfig::PrometheusRemoteWrite(s) => &s.inputs,
         }
     }
 }

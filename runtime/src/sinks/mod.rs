@@ -1,6 +1,7 @@
 //! Where events leave weir. Each sink writes whole batches and flushes after
 //! each, so what a sink accepted is on its way out.
 
+pub mod http;
 pub mod kafka;
 pub mod prometheus;
 pub mod template;
@@ -28,6 +29,12 @@ pub fn run(
             return prometheus::run(name, p, input, stats, shutdown)
         }
         SinkConfig::Kafka(k) => return kafka::run(name, k, input, stats, shutdown),
+        SinkConfig::Http(_)
+        | SinkConfig::Elasticsearch(_)
+        | SinkConfig::Loki(_)
+        | SinkConfig::PrometheusRemoteWrite(_) => {
+            return http::run(name, cfg, input, stats, shutdown)
+        }
         // Locked per batch, not for the run: alert notifications share stdout.
         SinkConfig::Stdout(_) => Box::new(std::io::stdout()),
         SinkConfig::File(f) => {

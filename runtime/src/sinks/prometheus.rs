@@ -133,7 +133,7 @@ pub fn run(
 }
 
 /// The gauges one row sets: `(name, labels, value)`.
-fn samples(
+pub(crate) fn samples(
     event: &EventView<'_>,
     namespace: &str,
     labels: Option<&[String]>,

@@ -3,9 +3,14 @@
 //! would otherwise wait (end of file, idle input, a rate-limit pause).
 
 pub mod file;
+pub mod fluent_forward;
 pub mod generator;
+pub mod http;
 pub mod kafka;
+pub mod net;
+pub mod prometheus_scrape;
 pub mod stdin;
+pub mod syslog;
 
 use crate::codec::{timestamp, Decoder, LineSplitter};
 use crate::topology::{Ack, Batch, Closed, Output, Stats};
@@ -51,6 +56,16 @@ impl Batcher {
 
     pub fn stats(&self) -> &Stats {
         &self.out.stats
+    }
+
+    /// For a listening source, which batches per connection instead.
+    pub fn into_net(self, name: &str, shutdown: crate::topology::Shutdown) -> net::Net {
+        net::Net {
+            name: name.into(),
+            out: self.out,
+            batch_size: self.max,
+            shutdown,
+        }
     }
 }
 

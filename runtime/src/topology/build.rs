@@ -295,6 +295,52 @@ fn build_against(
                     std::time::Duration::from_millis(f.settings.batch_timeout_ms.max(1));
                 Box::new(move || sources::kafka::run(&n, &cfg, batcher, flush_after, sd))
             }
+            SourceConfig::PrometheusScrape(cfg) => {
+                let mut duration =
+                    |key: &str, text: &str| positive_duration(&p, &mut problems, name, key, text);
+                let interval = duration("interval", &cfg.interval);
+                let timeout = duration("timeout", &cfg.timeout).min(interval);
+                if cfg.targets.is_empty() {
+                    problems.push(p.problem(
+                        "sources",
+                        name,
+                        Some("targets"),
+                        "no targets to scrape",
+                    ));
+                }
+                let net = batcher.into_net(name, sd);
+                Box::new(move || sources::prometheus_scrape::run(net, &cfg, interval, timeout))
+            }
+            SourceConfig::FluentForward(cfg) => {
+                let timeout =
+                    positive_duration(&p, &mut problems, name, "read_timeout", &cfg.read_timeout);
+                let net = batcher.into_net(name, sd);
+                Box::new(move || sources::fluent_forward::run(net, &cfg, timeout))
+            }
+            SourceConfig::Syslog(cfg) => {
+                let timeout =
+                    positive_duration(&p, &mut problems, name, "read_timeout", &cfg.read_timeout);
+                let net = batcher.into_net(name, sd);
+                Box::new(move || sources::syslog::run(net, &cfg, timeout))
+            }
+            SourceConfig::Http(cfg) => {
+                let timeout =
+                    positive_duration(&p, &mut problems, name, "read_timeout", &cfg.read_timeout);
+                if !cfg.path.starts_with('/') {
+                    problems.push(p.problem("sources", name, Some("path"), "must start with `/`"));
+                }
+                let net = batcher.into_net(name, sd);
+                Box::new(move || sources::http::run_http(net, &cfg, timeout))
+            }
+            SourceConfig::PrometheusRemoteWrite(cfg) => {
+                let timeout =
+                    positive_duration(&p, &mut problems, name, "read_timeout", &cfg.read_timeout);
+                if !cfg.path.starts_with('/') {
+                    problems.push(p.problem("sources", name, Some("path"), "must start with `/`"));
+                }
+                let net = batcher.into_net(name, sd);
+                Box::new(move || sources::http::run_remote_write(net, &cfg, timeout))
+            }
         };
         jobs.push((name.clone(), job));
         let l = Live {
@@ -471,6 +517,15 @@ fn build_against(
                         Some("acks"),
                         format!("`{}` is not all, 1 or 0", k.acks),
                     ));
+                }
+                None
+            }
+            SinkConfig::Http(_)
+            | SinkConfig::Elasticsearch(_)
+            | SinkConfig::Loki(_)
+            | SinkConfig::PrometheusRemoteWrite(_) => {
+                if let Err((key, msg)) = sinks::http::prepare(name, s) {
+                    problems.push(p.problem("sinks", name, Some(key), msg));
                 }
                 None
             }
@@ -679,5 +734,26 @@ impl Running {
         self.live.extend(built.live);
         self.stats.extend(built.stats);
         Ok(change)
+    }
+}
+
+/// A duration setting that must be more than zero ("15s", "500ms").
+fn positive_duration(
+    p: &Pipeline,
+    problems: &mut Vec<crate::config::Problem>,
+    name: &str,
+    key: &str,
+    text: &str,
+) -> std::time::Duration {
+    match weir_sql::parse_duration(text) {
+        Ok(ns) if ns > 0 => std::time::Duration::from_nanos(ns as u64),
+        Ok(_) => {
+            problems.push(p.problem("sources", name, Some(key), "must be more than 0"));
+            std::time::Duration::from_secs(1)
+        }
+        Err(e) => {
+            problems.push(p.problem("sources", name, Some(key), e));
+            std::time::Duration::from_secs(1)
+        }
     }
 }

@@ -183,29 +183,10 @@ impl Output {
     /// the events without the acknowledgements: they never hold a commit up.
     pub fn send(&self, batch: impl Into<Batch>) -> Result<(), Closed> {
         let batch = batch.into();
-        if batch.is_empty() {
-            return Ok(());
-        }
-        Stats::add(&self.stats.events_out, batch.len());
-        // Senders are cloned out so no lock is held while a queue is full.
-        let txs = {
-            let mut w = self.wiring.lock().unwrap_or_else(|e| e.into_inner());
-            if !w.taps.is_empty() {
-                w.taps
-                    .retain(|t| match t.try_send(batch.events.clone().into()) {
-                        Ok(()) => true,
-                        Err(async_channel::TrySendError::Full(_)) => {
-                            self.stats.count_reason("tap_full", batch.len() as u64);
-                            true
-                        }
-                        Err(async_channel::TrySendError::Closed(_)) => false,
-                    });
-            }
-            w.txs.clone()
-        };
-        let Some((last, rest)) = txs.split_last() else {
+        let Some(txs) = self.consumers(&batch) else {
             return Ok(());
         };
+        let (last, rest) = txs.split_last().expect("consumers are never empty");
         let mut delivered = false;
         let mut deliver = |tx: &Tx, b: Batch| match tx.send_blocking(b) {
             Ok(()) => delivered = true,
@@ -220,5 +201,55 @@ impl Output {
         } else {
             Err(Closed)
         }
+    }
+
+    /// [`Output::send`] for sources that run on an async runtime (network
+    /// listeners): a full queue suspends the task, not the thread.
+    pub async fn send_async(&self, batch: impl Into<Batch>) -> Result<(), Closed> {
+        let batch = batch.into();
+        let Some(txs) = self.consumers(&batch) else {
+            return Ok(());
+        };
+        let (last, rest) = txs.split_last().expect("consumers are never empty");
+        let mut delivered = false;
+        let mut batch = Some(batch);
+        for (i, tx) in rest.iter().chain([last]).enumerate() {
+            let b = match i < rest.len() {
+                true => batch.clone(),
+                false => batch.take(),
+            };
+            match tx.send(b.expect("the last consumer takes the batch")).await {
+                Ok(()) => delivered = true,
+                Err(async_channel::SendError(b)) => b.fail(),
+            }
+        }
+        if delivered {
+            Ok(())
+        } else {
+            Err(Closed)
+        }
+    }
+
+    /// Counts `batch`, offers it to the taps and returns the consumers to
+    /// send it to (none for an empty batch). Senders are cloned out so no
+    /// lock is held while a queue is full.
+    fn consumers(&self, batch: &Batch) -> Option<Vec<Tx>> {
+        if batch.is_empty() {
+            return None;
+        }
+        Stats::add(&self.stats.events_out, batch.len());
+        let mut w = self.wiring.lock().unwrap_or_else(|e| e.into_inner());
+        if !w.taps.is_empty() {
+            w.taps
+                .retain(|t| match t.try_send(batch.events.clone().into()) {
+                    Ok(()) => true,
+                    Err(async_channel::TrySendError::Full(_)) => {
+                        self.stats.count_reason("tap_full", batch.len() as u64);
+                        true
+                    }
+                    Err(async_channel::TrySendError::Closed(_)) => false,
+                });
+        }
+        (!w.txs.is_empty()).then(|| w.txs.clone())
     }
 }

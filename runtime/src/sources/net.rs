@@ -1,0 +1,208 @@
+//! What the listening sources share: a runtime on the source's own thread,
+//! a TCP listener that bounds its connections, reads that give up on a peer
+//! sitting on half a frame, and batches sent per read.
+//!
+//! A connection decodes into a batch of its own and sends it after every
+//! read (or when full): a busy peer fills batches, a quiet one is not held
+//! back waiting for company. Sending waits when the pipeline is full, so
+//! the peer's TCP window closes and backpressure reaches the agent.
+
+use crate::topology::{Ack, Closed, Output, Shutdown, Stats};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use weir_layout::BatchBuf;
+
+/// How long a stopping source gives its connections to finish.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// What a listening source's tasks need.
+#[derive(Clone)]
+pub struct Net {
+    pub name: Arc<str>,
+    pub out: Output,
+    pub batch_size: usize,
+    pub shutdown: Shutdown,
+}
+
+impl Net {
+    pub fn stats(&self) -> &Stats {
+        &self.out.stats
+    }
+
+    /// Counts bad input: an error, by reason, and a warning that says where
+    /// (the first few of each reason, then every power of two).
+    pub fn bad_input(&self, reason: &'static str, peer: impl std::fmt::Display, what: &str) {
+        Stats::add(&self.stats().errors, 1);
+        self.stats().count_reason(reason, 1);
+        let n = self.stats().reasons().get(reason).copied().unwrap_or(1);
+        if n <= 10 || n.is_power_of_two() {
+            tracing::warn!(source = %self.name, %peer, "{what} ({reason}, {n} so far)");
+        }
+    }
+
+    /// A batch for one connection or request.
+    pub fn batch(&self) -> Pending {
+        Pending {
+            batch: BatchBuf::with_capacity(self.batch_size.min(1024), 64 << 10),
+            net: self.clone(),
+        }
+    }
+
+    /// Resolves once the source is told to stop.
+    pub async fn stopped(&self) {
+        while !self.shutdown.is_triggered() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Events decoded on one connection, not yet sent.
+pub struct Pending {
+    pub batch: BatchBuf,
+    net: Net,
+}
+
+impl Pending {
+    pub fn is_full(&self) -> bool {
+        self.batch.len() >= self.net.batch_size
+    }
+
+    /// Sends what is collected, with the tokens that report its fate.
+    pub async fn flush(&mut self, acks: Vec<Ack>) -> Result<(), Closed> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let cap = self.batch.len().min(self.net.batch_size);
+        let full = std::mem::replace(&mut self.batch, BatchBuf::with_capacity(cap, 64 << 10));
+        self.net
+            .out
+            .send_async(crate::topology::Batch::new(full, acks))
+            .await
+    }
+}
+
+/// Runs a listening source on a single-threaded runtime on this thread.
+pub fn block_on(name: &str, fut: impl Future<Output = ()>) {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(fut),
+        Err(e) => tracing::error!(source = name, "no runtime: {e}"),
+    }
+}
+
+/// Binds `address`; a source that cannot listen stops the pipeline, as a
+/// sink that cannot write does.
+pub async fn bind(net: &Net, address: &str) -> Option<TcpListener> {
+    match TcpListener::bind(address).await {
+        Ok(l) => {
+            tracing::info!(source = %net.name, "listening on {address}");
+            Some(l)
+        }
+        Err(e) => {
+            tracing::error!(source = %net.name, "cannot listen on {address}: {e}; stopping the pipeline");
+            net.shutdown.trigger();
+            None
+        }
+    }
+}
+
+/// Accepts connections until shutdown and runs `handle` on each, at most
+/// `max_connections` at once; then gives them [`GRACE`] to finish.
+pub async fn serve_tcp<F, Fut>(net: &Net, listener: TcpListener, max_connections: usize, handle: F)
+where
+    F: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let limit = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            () = net.stopped() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => match limit.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let _ = stream.set_nodelay(true);
+                        let conn = handle(stream, peer);
+                        tasks.spawn(async move {
+                            conn.await;
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => net.bad_input(
+                        "connection_limit",
+                        peer,
+                        &format!("{max_connections} connections open; closing this one"),
+                    ),
+                },
+                // Out of file descriptors and the like: wait, do not spin.
+                Err(e) => {
+                    tracing::warn!(source = %net.name, "accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    let _ = tokio::time::timeout(GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+}
+
+/// What a read on a connection came to.
+pub enum Read {
+    Data(usize),
+    /// The peer closed its side.
+    Eof,
+    /// The source is stopping.
+    Stopped,
+    /// The peer sat on part of a frame for the read timeout.
+    Slow,
+    Failed(std::io::Error),
+}
+
+/// Reads into `buf`; `partial` says a frame is half in, so a silent peer
+/// is given up on after `timeout` (an idle peer between frames is not).
+pub async fn read(
+    net: &Net,
+    stream: &mut (impl AsyncReadExt + Unpin),
+    buf: &mut [u8],
+    partial: bool,
+    timeout: Duration,
+) -> Read {
+    let wait = async {
+        if partial {
+            tokio::time::sleep(timeout).await
+        } else {
+            std::future::pending().await
+        }
+    };
+    tokio::select! {
+        r = stream.read(buf) => match r {
+            Ok(0) => Read::Eof,
+            Ok(n) => {
+                Stats::add(&net.stats().bytes_in, n);
+                Read::Data(n)
+            }
+            Err(e) => Read::Failed(e),
+        },
+        () = net.stopped() => Read::Stopped,
+        () = wait => Read::Slow,
+    }
+}
+
+/// An error with its causes: reqwest's own message is often only "error
+/// sending request".
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}

@@ -1,0 +1,138 @@
+//! The `syslog` source: RFC 5424 and RFC 3164 messages over UDP (one a
+//! datagram) or TCP (octet-counted or newline-framed, told apart per frame),
+//! so rsyslog and syslog-ng forward to weir unchanged. Every event carries
+//! the sender's address as `source_ip`.
+
+use super::net::{self, Net, Read};
+use crate::codec::syslog::{self, Framer};
+use crate::codec::timestamp::now_ns;
+use crate::config::{SyslogMode, SyslogSource};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::{TcpStream, UdpSocket};
+use weir_layout::{BatchBuf, Encoder, LayoutError};
+
+pub fn run(net: Net, cfg: &SyslogSource, read_timeout: Duration) {
+    let name = net.name.clone();
+    net::block_on(&name, async move {
+        match cfg.mode {
+            SyslogMode::Tcp => {
+                let Some(listener) = net::bind(&net, &cfg.address).await else {
+                    return;
+                };
+                let max_frame = cfg.max_frame_bytes;
+                net::serve_tcp(&net, listener, cfg.max_connections, |stream, peer| {
+                    connection(net.clone(), stream, peer, max_frame, read_timeout)
+                })
+                .await
+            }
+            SyslogMode::Udp => udp(&net, cfg).await,
+        }
+    });
+}
+
+async fn connection(
+    net: Net,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    max_frame: usize,
+    read_timeout: Duration,
+) {
+    let mut framer = Framer::new(max_frame);
+    let mut pending = net.batch();
+    let ip = peer.ip().to_string();
+    loop {
+        let partial = framer.buffered() > 0;
+        match net::read(&net, &mut stream, framer.spare(), partial, read_timeout).await {
+            Read::Data(n) => framer.filled(n),
+            Read::Eof => {
+                if let Some(last) = framer.finish() {
+                    decode(&net, &mut pending.batch, last, peer, &ip);
+                }
+                break;
+            }
+            Read::Stopped => break,
+            Read::Slow => {
+                net.bad_input(
+                    "slow_client",
+                    peer,
+                    "half a message and then silence; closing",
+                );
+                break;
+            }
+            Read::Failed(e) => {
+                tracing::debug!(source = %net.name, %peer, "read: {e}");
+                break;
+            }
+        }
+        while let Some(frame) = framer.next_frame() {
+            match frame {
+                Ok(msg) => decode(&net, &mut pending.batch, msg, peer, &ip),
+                Err(e) => net.bad_input("bad_frame", peer, &e.to_string()),
+            }
+            if pending.is_full() && pending.flush(Vec::new()).await.is_err() {
+                return;
+            }
+        }
+        if pending.flush(Vec::new()).await.is_err() {
+            return;
+        }
+    }
+    let _ = pending.flush(Vec::new()).await;
+}
+
+async fn udp(net: &Net, cfg: &SyslogSource) {
+    let socket = match UdpSocket::bind(&cfg.address).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(source = %net.name, "cannot listen on udp {}: {e}; stopping the pipeline", cfg.address);
+            return net.shutdown.trigger();
+        }
+    };
+    tracing::info!(source = %net.name, "listening on udp {}", cfg.address);
+    let mut buf = vec![0; 65536];
+    let mut pending = net.batch();
+    loop {
+        tokio::select! {
+            () = net.stopped() => break,
+            r = socket.readable() => if let Err(e) = r {
+                tracing::warn!(source = %net.name, "udp: {e}");
+                continue;
+            },
+        }
+        // Everything queued in the socket goes into one batch.
+        while !pending.is_full() {
+            match socket.try_recv_from(&mut buf) {
+                Ok((n, peer)) => {
+                    crate::topology::Stats::add(&net.stats().bytes_in, n);
+                    if n > cfg.max_frame_bytes {
+                        let what = format!("a {n}-byte datagram, over max_frame_bytes");
+                        net.bad_input("frame_too_large", peer, &what);
+                        continue;
+                    }
+                    let msg = buf[..n].strip_suffix(b"\n").unwrap_or(&buf[..n]);
+                    decode(net, &mut pending.batch, msg, peer, &peer.ip().to_string());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::debug!(source = %net.name, "udp: {e}");
+                    break;
+                }
+            }
+        }
+        if pending.flush(Vec::new()).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn decode(net: &Net, batch: &mut BatchBuf, msg: &[u8], peer: SocketAddr, ip: &str) {
+    let extra = |enc: &mut Encoder<'_>| -> Result<u32, LayoutError> {
+        enc.key("source_ip")?;
+        enc.str(ip)?;
+        Ok(1)
+    };
+    if let Err(e) = syslog::decode(batch, msg, now_ns(), &extra) {
+        net.bad_input("bad_message", peer, &e);
+    }
+}
