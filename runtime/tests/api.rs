@@ -160,7 +160,11 @@ type = "stdout"
     );
 
     // Real Prometheus scrapes it, with the token, and has the same values.
-    let prom = Prometheus::start(dir.path(), port, "s3cret");
+    let prom = Prometheus::start(
+        dir.path(),
+        &format!("  - job_name: weir\n    authorization:\n      credentials: s3cret\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"),
+        &[],
+    );
     let mut got = None;
     eventually(60, "Prometheus to scrape weir", || {
         got = prom.query(r#"weir_component_sent_events_total{component="warnings"}"#);
@@ -277,69 +281,6 @@ type = "stdout"
     drop(weir_run.stdin.take());
     let out = wait_output(weir_run, 30);
     assert!(out.status.success(), "{}", stderr(&out));
-}
-
-/// A real Prometheus scraping weir's `/metrics` every second.
-struct Prometheus {
-    child: Child,
-    url: String,
-}
-
-impl Prometheus {
-    fn start(dir: &std::path::Path, weir_port: u16, token: &str) -> Prometheus {
-        let port = free_port();
-        let config = dir.join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: weir\n    authorization:\n      credentials: {token}\n    static_configs:\n      - targets: ['127.0.0.1:{weir_port}']\n"
-            ),
-        )
-        .unwrap();
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus (Debian's package; scripts/test installs it)");
-        Prometheus {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    /// Whether Prometheus accepts `q` as a query.
-    fn valid(&self, q: &str) -> bool {
-        reqwest::blocking::Client::new()
-            .get(format!("{}/api/v1/query", self.url))
-            .query(&[("query", q)])
-            .send()
-            .and_then(|r| r.text())
-            .is_ok_and(|t| t.contains("\"status\":\"success\""))
-    }
-
-    /// The value of an instant query with one result.
-    fn query(&self, q: &str) -> Option<f64> {
-        let resp = reqwest::blocking::Client::new()
-            .get(format!("{}/api/v1/query", self.url))
-            .query(&[("query", q)])
-            .send()
-            .ok()?;
-        let v: serde_json::Value = serde_json::from_str(&resp.text().ok()?).ok()?;
-        v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

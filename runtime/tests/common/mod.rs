@@ -282,3 +282,90 @@ impl Drop for Tmux {
         let _ = self.run(&["kill-server"]);
     }
 }
+
+/// A real Prometheus (Debian's package) scraping every second, killed when
+/// dropped.
+pub struct Prometheus {
+    child: Child,
+    pub url: String,
+}
+
+impl Prometheus {
+    /// `scrape_configs` is the YAML list under `scrape_configs:`;
+    /// `args` add flags (`--web.enable-remote-write-receiver`).
+    pub fn start(dir: &Path, scrape_configs: &str, args: &[&str]) -> Prometheus {
+        weir::install_tls_provider();
+        let port = free_port();
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!("global:\n  scrape_interval: 1s\nscrape_configs:\n{scrape_configs}"),
+        )
+        .unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus (Debian's package; scripts/test installs it)");
+        Prometheus {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// Whether Prometheus accepts `q` as a query.
+    pub fn valid(&self, q: &str) -> bool {
+        reqwest::blocking::Client::new()
+            .get(format!("{}/api/v1/query", self.url))
+            .query(&[("query", q)])
+            .send()
+            .and_then(|r| r.text())
+            .is_ok_and(|t| t.contains("\"status\":\"success\""))
+    }
+
+    /// The results of an instant query: `(labels, value)`.
+    pub fn results(&self, q: &str) -> Vec<(serde_json::Value, f64)> {
+        let Ok(resp) = reqwest::blocking::Client::new()
+            .get(format!("{}/api/v1/query", self.url))
+            .query(&[("query", q)])
+            .send()
+        else {
+            return Vec::new();
+        };
+        let v: serde_json::Value = resp
+            .text()
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        v["data"]["result"]
+            .as_array()
+            .map(|rs| {
+                rs.iter()
+                    .filter_map(|r| {
+                        let value = r["value"][1].as_str()?.parse().ok()?;
+                        Some((r["metric"].clone(), value))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The value of an instant query with one result.
+    pub fn query(&self, q: &str) -> Option<f64> {
+        self.results(q).first().map(|(_, v)| *v)
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
