@@ -185,8 +185,22 @@ async fn body(
     match encoding {
         "identity" | "" => Ok(bytes.into()),
         e if passed.contains(&e) => Ok(bytes.into()),
-        "gzip" | "x-gzip" => gunzip(&bytes, max)
-            .map_err(|what| refuse(ctx, StatusCode::BAD_REQUEST, "bad_gzip", what)),
+        "gzip" | "x-gzip" => match gunzip(&bytes, max) {
+            Ok(body) => Ok(body),
+            Err(Inflate::TooLarge) => {
+                let what = format!("body inflates past max_body_bytes ({max})");
+                Err(refuse(
+                    ctx,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    what,
+                ))
+            }
+            Err(Inflate::Invalid(e)) => {
+                let what = format!("invalid gzip body: {e}");
+                Err(refuse(ctx, StatusCode::BAD_REQUEST, "bad_gzip", what))
+            }
+        },
         other => {
             let what = format!(
                 "content encoding `{other}` is not gzip{}",
@@ -205,15 +219,18 @@ async fn body(
     }
 }
 
+enum Inflate {
+    TooLarge,
+    Invalid(std::io::Error),
+}
+
 /// Inflates at most `max` bytes: a small bomb stays small.
-fn gunzip(bytes: &Bytes, max: usize) -> Result<Vec<u8>, String> {
+fn gunzip(bytes: &Bytes, max: usize) -> Result<Vec<u8>, Inflate> {
     let mut out = Vec::new();
     let mut inflate = flate2::read::MultiGzDecoder::new(&bytes[..]).take(max as u64 + 1);
-    inflate
-        .read_to_end(&mut out)
-        .map_err(|e| format!("invalid gzip body: {e}"))?;
+    inflate.read_to_end(&mut out).map_err(Inflate::Invalid)?;
     if out.len() > max {
-        return Err(format!("body inflates past max_body_bytes ({max})"));
+        return Err(Inflate::TooLarge);
     }
     Ok(out)
 }

@@ -68,6 +68,9 @@ async fn connection(
         while let Some(frame) = framer.next_frame() {
             match frame {
                 Ok(msg) => decode(&net, &mut pending.batch, msg, peer, &ip),
+                Err(e @ syslog::FrameError::TooLong { .. }) => {
+                    net.bad_input("frame_too_large", peer, &e.to_string())
+                }
                 Err(e) => net.bad_input("bad_frame", peer, &e.to_string()),
             }
             if pending.is_full() && pending.flush(Vec::new()).await.is_err() {
