@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 
 fn get(url: &str, token: Option<&str>) -> (u16, String) {
     let client = reqwest::blocking::Client::new();

@@ -297,7 +297,7 @@ fn build_against(
             }
             SourceConfig::PrometheusScrape(cfg) => {
                 let mut duration =
-                    |key: &str, text: &str| positive_duration(&p, &mut problems, name, key, text);
+                    |key: &str, text: &str| positive_duration(p, &mut problems, name, key, text);
                 let interval = duration("interval", &cfg.interval);
                 let timeout = duration("timeout", &cfg.timeout).min(interval);
                 if cfg.targets.is_empty() {
@@ -313,19 +313,19 @@ fn build_against(
             }
             SourceConfig::FluentForward(cfg) => {
                 let timeout =
-                    positive_duration(&p, &mut problems, name, "read_timeout", &cfg.read_timeout);
+                    positive_duration(p, &mut problems, name, "read_timeout", &cfg.read_timeout);
                 let net = batcher.into_net(name, sd);
                 Box::new(move || sources::fluent_forward::run(net, &cfg, timeout))
             }
             SourceConfig::Syslog(cfg) => {
                 let timeout =
-                    positive_duration(&p, &mut problems, name, "read_timeout", &cfg.read_timeout);
+                    positive_duration(p, &mut problems, name, "read_timeout", &cfg.read_timeout);
                 let net = batcher.into_net(name, sd);
                 Box::new(move || sources::syslog::run(net, &cfg, timeout))
             }
             SourceConfig::Http(cfg) => {
                 let timeout =
-                    positive_duration(&p, &mut problems, name, "read_timeout", &cfg.read_timeout);
+                    positive_duration(p, &mut problems, name, "read_timeout", &cfg.read_timeout);
                 if !cfg.path.starts_with('/') {
                     problems.push(p.problem("sources", name, Some("path"), "must start with `/`"));
                 }
@@ -334,7 +334,7 @@ fn build_against(
             }
             SourceConfig::PrometheusRemoteWrite(cfg) => {
                 let timeout =
-                    positive_duration(&p, &mut problems, name, "read_timeout", &cfg.read_timeout);
+                    positive_duration(p, &mut problems, name, "read_timeout", &cfg.read_timeout);
                 if !cfg.path.starts_with('/') {
                     problems.push(p.problem("sources", name, Some("path"), "must start with `/`"));
                 }

@@ -142,12 +142,12 @@ fn gzip(body: &[u8]) -> Vec<u8> {
     enc.finish().unwrap_or_default()
 }
 
+/// An HTTP sink, ready to send.
+pub type Prepared = (Endpoint, Box<dyn Api + Send>);
+
 /// The endpoint and API of an HTTP sink's settings; the error names the
 /// setting that is wrong. `weir validate` calls this too.
-pub fn prepare(
-    name: &str,
-    cfg: &SinkConfig,
-) -> Result<(Endpoint, Box<dyn Api + Send>), (&'static str, String)> {
+pub fn prepare(name: &str, cfg: &SinkConfig) -> Result<Prepared, (&'static str, String)> {
     let timeout = |text: &str| {
         weir_sql::parse_duration(text)
             .ok()
