@@ -8,7 +8,6 @@
 mod common;
 
 use common::*;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -31,17 +30,7 @@ fn spawn(cmd: &mut Command) -> Peer {
     )
 }
 
-fn events_in(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read(path)
-        .map(|b| json_lines(&b))
-        .unwrap_or_default()
-}
 
-fn stop(child: Child) {
-    signal(&child, libc::SIGTERM);
-    let out = wait_output(child, 60);
-    assert!(out.status.success(), "{}", stderr(&out));
-}
 
 #[test]
 fn node_exporter_is_scraped_and_its_metrics_are_rolled_up_by_sql() {

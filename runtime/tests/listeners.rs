@@ -8,14 +8,8 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn events_in(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read(path)
-        .map(|b| json_lines(&b))
-        .unwrap_or_default()
-}
 
 /// A raw HTTP/1.1 POST; returns the status code and body.
 fn post(port: u16, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
@@ -52,11 +46,6 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     enc.finish().unwrap()
 }
 
-fn stop(child: std::process::Child) {
-    signal(&child, libc::SIGTERM);
-    let out = wait_output(child, 60);
-    assert!(out.status.success(), "{}", stderr(&out));
-}
 
 #[test]
 fn the_http_source_takes_json_lines_arrays_bulk_and_loki_pushes() {

@@ -95,6 +95,18 @@ pub fn json_lines(bytes: &[u8]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The JSON lines a file sink has written so far.
+pub fn events_in(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read(path).map(|b| json_lines(&b)).unwrap_or_default()
+}
+
+/// Stops a running weir as SIGTERM does and expects a clean exit.
+pub fn stop(child: Child) {
+    signal(&child, libc::SIGTERM);
+    let out = wait_output(child, 60);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }

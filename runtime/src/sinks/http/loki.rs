@@ -136,7 +136,7 @@ mod tests {
         assert_eq!(loki.encode(&b, &mut body), 3);
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         let mut streams = v["streams"].as_array().unwrap().clone();
-        streams.sort_by_key(|s| s["stream"].to_string());
+        streams.sort_by_key(|s| s["stream"].as_object().unwrap().len());
         assert_eq!(streams[0]["stream"], serde_json::json!({"job": "weir"}));
         assert_eq!(
             streams[0]["values"],

@@ -63,75 +63,86 @@ enum Outcome {
 pub struct Endpoint {
     pub name: String,
     pub url: String,
-    pub client: Client,
+    pub timeout: Duration,
     pub headers: HeaderMap,
     pub basic: Option<(String, String)>,
     pub gzip: bool,
 }
 
+/// What an HTTP sink's settings say about reaching its endpoint.
+struct Access<'a> {
+    url: String,
+    request_timeout: &'a str,
+    token: Option<&'a str>,
+    basic: Option<(&'a str, &'a str)>,
+    headers: &'a indexmap::IndexMap<String, String>,
+    compression: Compression,
+}
+
 impl Endpoint {
-    /// An endpoint with auth (bearer `token`, or `basic` user and password)
-    /// and the user's headers; errors name the bad header.
-    pub fn new(
-        name: &str,
-        url: &str,
-        timeout: Duration,
-        token: Option<&str>,
-        basic: Option<(&str, &str)>,
-        headers: &indexmap::IndexMap<String, String>,
-        gzip: bool,
-    ) -> Result<Endpoint, String> {
-        let mut map = HeaderMap::new();
-        for (k, v) in headers {
-            let key = HeaderName::try_from(k.as_str()).map_err(|e| format!("header `{k}`: {e}"))?;
-            let value =
-                HeaderValue::try_from(v.as_str()).map_err(|e| format!("header `{k}`: {e}"))?;
-            map.insert(key, value);
+    /// The endpoint with auth (a bearer token, or basic user and password)
+    /// and the user's headers; the error names the setting that is wrong.
+    fn new(name: &str, a: Access<'_>) -> Result<Endpoint, (&'static str, String)> {
+        let timeout = weir_sql::parse_duration(a.request_timeout)
+            .ok()
+            .filter(|ns| *ns > 0)
+            .map(|ns| Duration::from_nanos(ns as u64))
+            .ok_or_else(|| {
+                let what = format!("{:?} is not a duration like \"30s\"", a.request_timeout);
+                ("request_timeout", what)
+            })?;
+        let mut headers = HeaderMap::new();
+        for (k, v) in a.headers {
+            let bad = |e: &dyn std::fmt::Display| ("headers", format!("`{k}`: {e}"));
+            let key = HeaderName::try_from(k.as_str()).map_err(|e| bad(&e))?;
+            let value = HeaderValue::try_from(v.as_str()).map_err(|e| bad(&e))?;
+            headers.insert(key, value);
         }
-        if let Some(t) = token {
-            let mut value =
-                HeaderValue::try_from(format!("Bearer {t}")).map_err(|e| format!("token: {e}"))?;
+        if let Some(t) = a.token {
+            let mut value = HeaderValue::try_from(format!("Bearer {t}"))
+                .map_err(|e| ("token", e.to_string()))?;
             value.set_sensitive(true);
-            map.insert(reqwest::header::AUTHORIZATION, value);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
         }
+        let gzip = a.compression == Compression::Gzip;
         if gzip {
-            map.insert(
+            headers.insert(
                 reqwest::header::CONTENT_ENCODING,
                 HeaderValue::from_static("gzip"),
             );
         }
-        let client = Client::builder()
-            .timeout(timeout)
-            .user_agent(concat!("weir/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("no HTTP client: {e}"))?;
         Ok(Endpoint {
             name: name.to_string(),
-            url: url.to_string(),
-            client,
-            headers: map,
-            basic: basic.map(|(u, p)| (u.to_string(), p.to_string())),
+            url: a.url,
+            timeout,
+            headers,
+            basic: a.basic.map(|(u, p)| (u.to_string(), p.to_string())),
             gzip,
         })
     }
 
-    fn post(&self, body: &[u8]) -> Result<(StatusCode, Vec<u8>), String> {
+    /// Made when the sink starts, not when the pipeline is checked.
+    fn client(&self) -> Result<Client, String> {
+        Client::builder()
+            .timeout(self.timeout)
+            .user_agent(concat!("weir/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("no HTTP client: {e}"))
+    }
+
+    fn post(&self, client: &Client, body: &[u8]) -> Result<(StatusCode, Vec<u8>), String> {
         let body = match self.gzip {
             true => gzip(body),
             false => body.to_vec(),
         };
-        let mut request = self.client.post(&self.url).headers(self.headers.clone());
+        let mut request = client.post(&self.url).headers(self.headers.clone());
         if let Some((user, password)) = &self.basic {
             request = request.basic_auth(user, Some(password));
         }
-        let resp = request
-            .body(body)
-            .send()
-            .map_err(|e| crate::sources::net::error_chain(&e))?;
+        let chain = |e: reqwest::Error| crate::sources::net::error_chain(&e);
+        let resp = request.body(body).send().map_err(chain)?;
         let status = resp.status();
-        let answer = resp
-            .bytes()
-            .map_err(|e| crate::sources::net::error_chain(&e))?;
+        let answer = resp.bytes().map_err(chain)?;
         Ok((status, answer.to_vec()))
     }
 }
@@ -148,107 +159,93 @@ pub type Prepared = (Endpoint, Box<dyn Api + Send>);
 /// The endpoint and API of an HTTP sink's settings; the error names the
 /// setting that is wrong. `weir validate` calls this too.
 pub fn prepare(name: &str, cfg: &SinkConfig) -> Result<Prepared, (&'static str, String)> {
-    let timeout = |text: &str| {
-        weir_sql::parse_duration(text)
-            .ok()
-            .filter(|ns| *ns > 0)
-            .map(|ns| Duration::from_nanos(ns as u64))
-            .ok_or((
-                "request_timeout",
-                format!("{text:?} is not a duration like \"30s\""),
-            ))
-    };
-    let gzip = |c: Compression| c == Compression::Gzip;
-    let headers_err = |e: String| ("headers", e);
-    let (mut endpoint, api, content_type): (_, Box<dyn Api + Send>, _) = match cfg {
-        SinkConfig::Http(c) => {
-            let e = Endpoint::new(
-                name,
-                &c.uri,
-                timeout(&c.request_timeout)?,
-                c.token.as_deref(),
-                None,
-                &c.headers,
-                gzip(c.compression),
-            )
-            .map_err(headers_err)?;
-            let api = json::Json {
-                encoding: c.encoding,
-            };
-            let ct = api.content_type();
-            (e, Box::new(api), ct)
-        }
-        SinkConfig::Elasticsearch(c) => {
-            let url = format!("{}/_bulk", c.endpoint.trim_end_matches('/'));
-            let basic = c
+    let base = |endpoint: &str, path: &str| format!("{}{path}", endpoint.trim_end_matches('/'));
+    let access = match cfg {
+        SinkConfig::Http(c) => Access {
+            url: c.uri.clone(),
+            request_timeout: &c.request_timeout,
+            token: c.token.as_deref(),
+            basic: None,
+            headers: &c.headers,
+            compression: c.compression,
+        },
+        SinkConfig::Elasticsearch(c) => Access {
+            url: base(&c.endpoint, "/_bulk"),
+            request_timeout: &c.request_timeout,
+            token: c.token.as_deref(),
+            basic: c
                 .user
                 .as_deref()
-                .map(|u| (u, c.password.as_deref().unwrap_or("")));
-            let e = Endpoint::new(
-                name,
-                &url,
-                timeout(&c.request_timeout)?,
-                c.token.as_deref(),
-                basic,
-                &c.headers,
-                gzip(c.compression),
+                .map(|u| (u, c.password.as_deref().unwrap_or(""))),
+            headers: &c.headers,
+            compression: c.compression,
+        },
+        SinkConfig::Loki(c) => Access {
+            url: base(&c.endpoint, "/loki/api/v1/push"),
+            request_timeout: &c.request_timeout,
+            token: c.token.as_deref(),
+            basic: None,
+            headers: &c.headers,
+            compression: c.compression,
+        },
+        SinkConfig::PrometheusRemoteWrite(c) => Access {
+            url: c.endpoint.clone(),
+            request_timeout: &c.request_timeout,
+            token: c.token.as_deref(),
+            basic: None,
+            headers: &c.headers,
+            compression: Compression::None,
+        },
+        _ => return Err(("type", "not an HTTP sink".into())),
+    };
+    let mut endpoint = Endpoint::new(name, access)?;
+    let (api, content_type): (Box<dyn Api + Send>, _) = match cfg {
+        SinkConfig::Elasticsearch(c) => {
+            let es = elasticsearch::Elasticsearch::new(&c.index, c.action);
+            (
+                Box::new(es.map_err(|e| ("index", e))?),
+                "application/x-ndjson",
             )
-            .map_err(headers_err)?;
-            let api =
-                elasticsearch::Elasticsearch::new(&c.index, c.action).map_err(|e| ("index", e))?;
-            (e, Box::new(api), "application/x-ndjson")
         }
         SinkConfig::Loki(c) => {
-            let url = format!("{}/loki/api/v1/push", c.endpoint.trim_end_matches('/'));
-            let mut e = Endpoint::new(
-                name,
-                &url,
-                timeout(&c.request_timeout)?,
-                c.token.as_deref(),
-                None,
-                &c.headers,
-                gzip(c.compression),
-            )
-            .map_err(headers_err)?;
             if let Some(t) = &c.tenant_id {
                 let v =
                     HeaderValue::try_from(t.as_str()).map_err(|e| ("tenant_id", e.to_string()))?;
-                e.headers.insert("X-Scope-OrgID", v);
+                endpoint.headers.insert("X-Scope-OrgID", v);
             }
-            let api =
-                loki::Loki::new(&c.labels, c.line_field.clone()).map_err(|e| ("labels", e))?;
-            (e, Box::new(api), "application/json")
+            let loki = loki::Loki::new(&c.labels, c.line_field.clone());
+            (
+                Box::new(loki.map_err(|e| ("labels", e))?),
+                "application/json",
+            )
         }
         SinkConfig::PrometheusRemoteWrite(c) => {
-            let mut e = Endpoint::new(
-                name,
-                &c.endpoint,
-                timeout(&c.request_timeout)?,
-                c.token.as_deref(),
-                None,
-                &c.headers,
-                false,
-            )
-            .map_err(headers_err)?;
-            e.headers.insert(
+            let h = &mut endpoint.headers;
+            h.insert(
                 reqwest::header::CONTENT_ENCODING,
                 HeaderValue::from_static("snappy"),
             );
-            e.headers.insert(
+            h.insert(
                 "X-Prometheus-Remote-Write-Version",
                 HeaderValue::from_static("0.1.0"),
             );
-            let namespace = c
-                .namespace
-                .clone()
-                .unwrap_or_else(|| c.inputs.first().cloned().unwrap_or_default());
-            let api = remote_write::RemoteWrite {
-                namespace,
-                labels: c.labels.clone(),
-            };
-            (e, Box::new(api), "application/x-protobuf")
+            let namespace = c.namespace.clone();
+            let namespace =
+                namespace.unwrap_or_else(|| c.inputs.first().cloned().unwrap_or_default());
+            let labels = c.labels.clone();
+            (
+                Box::new(remote_write::RemoteWrite { namespace, labels }),
+                "application/x-protobuf",
+            )
         }
-        _ => return Err(("type", "not an HTTP sink".into())),
+        SinkConfig::Http(c) => {
+            let json = json::Json {
+                encoding: c.encoding,
+            };
+            let content_type = json.content_type();
+            (Box::new(json), content_type)
+        }
+        _ => unreachable!("not an HTTP sink: refused above"),
     };
     endpoint.headers.insert(
         reqwest::header::CONTENT_TYPE,
@@ -275,6 +272,14 @@ pub fn run(name: &str, cfg: &SinkConfig, input: Rx, stats: Arc<Stats>, shutdown:
             return drain(&input);
         }
     };
+    let client = match endpoint.client() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(sink = name, "{e}; stopping the pipeline");
+            shutdown.trigger();
+            return drain(&input);
+        }
+    };
     let mut body = Vec::with_capacity(1 << 20);
     while let Ok(batch) = input.recv_blocking() {
         Stats::add(&stats.events_in, batch.len());
@@ -290,6 +295,7 @@ pub fn run(name: &str, cfg: &SinkConfig, input: Rx, stats: Arc<Stats>, shutdown:
         let bytes = body.len();
         match deliver(
             &endpoint,
+            &client,
             api.as_mut(),
             std::mem::take(&mut body),
             &stats,
@@ -329,6 +335,7 @@ fn fail(endpoint: &Endpoint, stats: &Stats, reason: &'static str, n: usize, why:
 /// Posts `body` until it is taken, refused for good, or the pipeline stops.
 fn deliver(
     endpoint: &Endpoint,
+    client: &Client,
     api: &mut dyn Api,
     mut body: Vec<u8>,
     stats: &Stats,
@@ -337,7 +344,7 @@ fn deliver(
     let mut backoff = Backoff::default();
     let mut refused = 0;
     loop {
-        let why = match endpoint.post(&body) {
+        let why = match endpoint.post(client, &body) {
             Err(e) => e,
             Ok((status, answer)) if retriable(status) => {
                 format!("HTTP {status}: {}", snippet(&answer))
