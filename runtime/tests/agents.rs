@@ -30,8 +30,6 @@ fn spawn(cmd: &mut Command) -> Peer {
     )
 }
 
-
-
 #[test]
 fn node_exporter_is_scraped_and_its_metrics_are_rolled_up_by_sql() {
     let dir = tempfile::tempdir().unwrap();

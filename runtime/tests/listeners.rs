@@ -10,7 +10,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-
 /// A raw HTTP/1.1 POST; returns the status code and body.
 fn post(port: u16, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -45,7 +44,6 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     enc.write_all(bytes).unwrap();
     enc.finish().unwrap()
 }
-
 
 #[test]
 fn the_http_source_takes_json_lines_arrays_bulk_and_loki_pushes() {
@@ -426,4 +424,55 @@ inputs = ["syslog", "syslog_udp", "forward", "http", "write"]
     }
     drop(good);
     stop(weir);
+}
+
+#[test]
+fn validate_names_the_bad_setting_of_a_listener_or_an_http_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        dir.path(),
+        r#"[sources.agents]
+type = "fluent_forward"
+address = "nowhere"
+
+[sources.syslog]
+type = "syslog"
+address = "127.0.0.1:5514"
+read_timeout = "soon"
+
+[sources.node]
+type = "prometheus_scrape"
+targets = []
+
+[sinks.es]
+type = "elasticsearch"
+inputs = ["agents", "syslog", "node"]
+endpoint = "http://es:9200"
+index = "logs-%Q"
+
+[sinks.loki]
+type = "loki"
+inputs = ["agents"]
+endpoint = "http://loki:3100"
+labels = { "bad-label" = "x" }
+
+[sinks.hook]
+type = "http"
+inputs = ["agents"]
+uri = "not a url"
+"#,
+    );
+    let out = run(weir().args(["validate", "-c"]).arg(&p), b"", 30);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    let err = stderr(&out);
+    for want in [
+        "pipeline.toml:3: [sources.agents] address: `nowhere` is not a host:port address",
+        "pipeline.toml:8: [sources.syslog] read_timeout:",
+        "pipeline.toml:12: [sources.node] targets: no targets to scrape",
+        "pipeline.toml:18: [sinks.es] index: \"logs-%Q\" has a `%` that is not a date item",
+        "[sinks.loki] labels: `bad-label` is not a Loki label name",
+        "[sinks.hook] uri: \"not a url\"",
+    ] {
+        assert!(err.contains(want), "{want}\nin\n{err}");
+    }
 }

@@ -97,15 +97,42 @@ pub fn block_on(name: &str, fut: impl Future<Output = ()>) {
 }
 
 /// Binds `address`; a source that cannot listen stops the pipeline, as a
-/// sink that cannot write does.
+/// sink that cannot write does. A port still held by the source this one
+/// replaces (a reload) is tried again for a few seconds.
 pub async fn bind(net: &Net, address: &str) -> Option<TcpListener> {
-    match TcpListener::bind(address).await {
+    let result = retry_in_use(|| TcpListener::bind(address)).await;
+    listening(net, "tcp", address, result)
+}
+
+/// [`bind`] for UDP.
+pub async fn bind_udp(net: &Net, address: &str) -> Option<tokio::net::UdpSocket> {
+    let result = retry_in_use(|| tokio::net::UdpSocket::bind(address)).await;
+    listening(net, "udp", address, result)
+}
+
+async fn retry_in_use<T, F: Future<Output = std::io::Result<T>>>(
+    bind: impl Fn() -> F,
+) -> std::io::Result<T> {
+    let mut tries = 0;
+    loop {
+        match bind().await {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 50 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn listening<T>(net: &Net, what: &str, address: &str, result: std::io::Result<T>) -> Option<T> {
+    match result {
         Ok(l) => {
-            tracing::info!(source = %net.name, "listening on {address}");
+            tracing::info!(source = %net.name, "listening on {what} {address}");
             Some(l)
         }
         Err(e) => {
-            tracing::error!(source = %net.name, "cannot listen on {address}: {e}; stopping the pipeline");
+            tracing::error!(source = %net.name, "cannot listen on {what} {address}: {e}; stopping the pipeline");
             net.shutdown.trigger();
             None
         }

@@ -9,7 +9,7 @@ use crate::codec::timestamp::now_ns;
 use crate::config::{SyslogMode, SyslogSource};
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::TcpStream;
 use weir_layout::{BatchBuf, Encoder, LayoutError};
 
 pub fn run(net: Net, cfg: &SyslogSource, read_timeout: Duration) {
@@ -85,14 +85,9 @@ async fn connection(
 }
 
 async fn udp(net: &Net, cfg: &SyslogSource) {
-    let socket = match UdpSocket::bind(&cfg.address).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(source = %net.name, "cannot listen on udp {}: {e}; stopping the pipeline", cfg.address);
-            return net.shutdown.trigger();
-        }
+    let Some(socket) = net::bind_udp(net, &cfg.address).await else {
+        return;
     };
-    tracing::info!(source = %net.name, "listening on udp {}", cfg.address);
     let mut buf = vec![0; 65536];
     let mut pending = net.batch();
     loop {

@@ -248,6 +248,19 @@ fn build_against(
             SourceConfig::Stdin(c) => Some(c.format),
             _ => None,
         };
+        let listens_on = match src {
+            SourceConfig::FluentForward(c) => Some(&c.address),
+            SourceConfig::Syslog(c) => Some(&c.address),
+            SourceConfig::Http(c) => Some(&c.address),
+            SourceConfig::PrometheusRemoteWrite(c) => Some(&c.address),
+            _ => None,
+        };
+        if let Some(a) = listens_on {
+            if let Err(err) = std::net::ToSocketAddrs::to_socket_addrs(a.as_str()) {
+                let what = format!("`{a}` is not a host:port address: {err}");
+                problems.push(p.problem("sources", name, Some("address"), what));
+            }
+        }
         if lines_format == Some(crate::codec::Format::Msgpack) {
             problems.push(p.problem(
                 "sources",

@@ -97,7 +97,9 @@ pub fn json_lines(bytes: &[u8]) -> Vec<serde_json::Value> {
 
 /// The JSON lines a file sink has written so far.
 pub fn events_in(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read(path).map(|b| json_lines(&b)).unwrap_or_default()
+    std::fs::read(path)
+        .map(|b| json_lines(&b))
+        .unwrap_or_default()
 }
 
 /// Stops a running weir as SIGTERM does and expects a clean exit.
