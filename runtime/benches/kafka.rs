@@ -53,9 +53,9 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
 
-    let cpu = process_cpu(std::process::id());
+    let cpu = common::process_cpu(std::process::id());
     let copy = copy_loop(&addr, n);
-    let copy_cpu = process_cpu(std::process::id()) - cpu;
+    let copy_cpu = common::process_cpu(std::process::id()) - cpu;
     let weir = {
         let api = free_port();
         let pipeline = dir.path().join("bench.toml");
@@ -68,7 +68,7 @@ fn main() {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        let (secs, cpu) = watch_weir(api, n, child.id());
+        let (secs, cpu) = common::watch_weir(api, "in", "out", n, child.id());
         // SAFETY: our own child.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let _ = child.wait();
@@ -189,56 +189,6 @@ fn produce(addr: &str, lines: &[u8]) {
         }
     }
     p.flush(Duration::from_secs(120)).unwrap();
-}
-
-/// CPU time of a process so far (all its threads), in seconds.
-fn process_cpu(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // After the command name in parentheses: utime and stime are fields
-    // 14 and 15, in clock ticks.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    // SAFETY: sysconf has no preconditions.
-    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / tick
-}
-
-/// Times a running weir from its source's first event out to its sink's
-/// `n`th record acknowledged by the broker, by its admin API; and the CPU
-/// it spent meanwhile.
-fn watch_weir(api: u16, n: usize, pid: u32) -> (f64, f64) {
-    weir::install_tls_provider();
-    let url = format!("http://127.0.0.1:{api}/components");
-    let client = reqwest::blocking::Client::new();
-    let count = |name: &str| -> u64 {
-        let body = client
-            .get(&url)
-            .send()
-            .and_then(|r| r.text())
-            .unwrap_or_default();
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        v.as_array()
-            .and_then(|cs| cs.iter().find(|c| c["name"] == name))
-            .and_then(|c| c["events_out"].as_u64())
-            .unwrap_or(0)
-    };
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let mut first = None;
-    loop {
-        if first.is_none() && count("in") > 0 {
-            first = Some((Instant::now(), process_cpu(pid)));
-        }
-        if let Some((t, cpu)) = first.filter(|_| count("out") >= n as u64) {
-            return (t.elapsed().as_secs_f64(), process_cpu(pid) - cpu);
-        }
-        assert!(Instant::now() < deadline, "weir did not finish");
-        // Often enough to time a run of seconds, rarely enough not to
-        // take CPU from what is measured.
-        std::thread::sleep(Duration::from_millis(25));
-    }
 }
 
 struct Broker {

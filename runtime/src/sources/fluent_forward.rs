@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 const READ: usize = 64 << 10;
 
 pub fn run(net: Net, cfg: &FluentForwardSource, read_timeout: Duration) {
-    let name = net.name.clone();
+    let runner = net.clone();
     let settings = Arc::new(Settings {
         limits: Limits {
             max_message_bytes: cfg.max_message_bytes,
@@ -30,7 +30,7 @@ pub fn run(net: Net, cfg: &FluentForwardSource, read_timeout: Duration) {
         tag_field: cfg.tag_field.clone(),
         read_timeout,
     });
-    net::block_on(&name, async move {
+    runner.block_on(async move {
         let Some(listener) = net::bind(&net, &cfg.address).await else {
             return;
         };

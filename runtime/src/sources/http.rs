@@ -70,8 +70,8 @@ pub fn run_remote_write(net: Net, cfg: &RemoteWriteSource, read_timeout: Duratio
 /// Serves `app` over HTTP/1.1 with a deadline on each request's headers,
 /// so a client that trickles them in is cut off.
 fn serve(ctx: Arc<Ctx>, address: &str, max_connections: usize, app: Router) {
-    let name = ctx.net.name.clone();
-    net::block_on(&name, async move {
+    let runner = ctx.net.clone();
+    runner.block_on(async move {
         let net = &ctx.net;
         let Some(listener) = net::bind(net, address).await else {
             return;

@@ -60,12 +60,7 @@ impl Batcher {
 
     /// For a listening source, which batches per connection instead.
     pub fn into_net(self, name: &str, shutdown: crate::topology::Shutdown) -> net::Net {
-        net::Net {
-            name: name.into(),
-            out: self.out,
-            batch_size: self.max,
-            shutdown,
-        }
+        net::Net::new(name, self.out, self.max, shutdown)
     }
 }
 

@@ -26,9 +26,26 @@ pub struct Net {
     pub out: Output,
     pub batch_size: usize,
     pub shutdown: Shutdown,
+    /// Turns true once `shutdown` is seen: one watcher polls the flag, and
+    /// every connection waits on this instead of polling too.
+    stopping: (
+        Arc<tokio::sync::watch::Sender<bool>>,
+        tokio::sync::watch::Receiver<bool>,
+    ),
 }
 
 impl Net {
+    pub fn new(name: &str, out: Output, batch_size: usize, shutdown: Shutdown) -> Net {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        Net {
+            name: name.into(),
+            out,
+            batch_size,
+            shutdown,
+            stopping: (Arc::new(tx), rx),
+        }
+    }
+
     pub fn stats(&self) -> &Stats {
         &self.out.stats
     }
@@ -44,19 +61,39 @@ impl Net {
         }
     }
 
-    /// A batch for one connection or request.
+    /// A batch for one connection or request: small until it is used, so
+    /// idle connections cost little.
     pub fn batch(&self) -> Pending {
         Pending {
-            batch: BatchBuf::with_capacity(self.batch_size.min(1024), 64 << 10),
+            batch: BatchBuf::with_capacity(16, 4 << 10),
             net: self.clone(),
         }
     }
 
     /// Resolves once the source is told to stop.
     pub async fn stopped(&self) {
-        while !self.shutdown.is_triggered() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let mut rx = self.stopping.1.clone();
+        let _ = rx.wait_for(|stopping| *stopping).await;
+    }
+
+    /// Runs the source on a single-threaded runtime on this thread, with
+    /// the one task that watches for shutdown.
+    pub fn block_on(&self, fut: impl Future<Output = ()>) {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => return tracing::error!(source = %self.name, "no runtime: {e}"),
+        };
+        let (tx, shutdown) = (self.stopping.0.clone(), self.shutdown.clone());
+        rt.spawn(async move {
+            while !shutdown.is_triggered() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let _ = tx.send(true);
+        });
+        rt.block_on(fut)
     }
 }
 
@@ -76,23 +113,14 @@ impl Pending {
         if self.batch.is_empty() {
             return Ok(());
         }
+        // The next one is sized like this one: a busy peer keeps its size.
         let cap = self.batch.len().min(self.net.batch_size);
-        let full = std::mem::replace(&mut self.batch, BatchBuf::with_capacity(cap, 64 << 10));
+        let next = BatchBuf::with_capacity(cap, self.batch.byte_len());
+        let full = std::mem::replace(&mut self.batch, next);
         self.net
             .out
             .send_async(crate::topology::Batch::new(full, acks))
             .await
-    }
-}
-
-/// Runs a listening source on a single-threaded runtime on this thread.
-pub fn block_on(name: &str, fut: impl Future<Output = ()>) {
-    match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt.block_on(fut),
-        Err(e) => tracing::error!(source = name, "no runtime: {e}"),
     }
 }
 

@@ -32,8 +32,8 @@ pub fn run(net: Net, cfg: &PrometheusScrapeSource, interval: Duration, timeout: 
             url: url.clone(),
         })
         .collect();
-    let name = net.name.clone();
-    net::block_on(&name, async move {
+    let runner = net.clone();
+    runner.block_on(async move {
         let client = match reqwest::Client::builder()
             .timeout(timeout)
             .user_agent(concat!("weir/", env!("CARGO_PKG_VERSION")))

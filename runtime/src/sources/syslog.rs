@@ -13,8 +13,8 @@ use tokio::net::TcpStream;
 use weir_layout::{BatchBuf, Encoder, LayoutError};
 
 pub fn run(net: Net, cfg: &SyslogSource, read_timeout: Duration) {
-    let name = net.name.clone();
-    net::block_on(&name, async move {
+    let runner = net.clone();
+    runner.block_on(async move {
         match cfg.mode {
             SyslogMode::Tcp => {
                 let Some(listener) = net::bind(&net, &cfg.address).await else {
