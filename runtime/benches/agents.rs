@@ -36,7 +36,11 @@ fn main() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let (api, syslog_port, forward_port) = (free_port(), free_port(), free_port());
+    let (api, syslog_port, forward_port) = (
+        common::free_port(),
+        common::free_port(),
+        common::free_port(),
+    );
     let pipeline = dir.path().join("bench.toml");
     std::fs::write(
         &pipeline,
@@ -188,12 +192,4 @@ fn forward_chunks(n: usize) -> Vec<u8> {
 enum Field {
     Str(&'static str),
     Int(u64),
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

@@ -16,8 +16,8 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::Message;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const PARTITIONS: i32 = 4;
@@ -30,17 +30,13 @@ fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let wasm = root.join("plugins/dist/level_filter.wasm");
     assert!(wasm.is_file(), "run scripts/build-plugins first");
-    let tansu = std::env::var_os("WEIR_TANSU")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target/tools/tansu"));
-    assert!(tansu.is_file(), "run scripts/tansu first");
 
     let dir = tempfile::tempdir().unwrap();
-    let addr = format!("127.0.0.1:{}", free_port());
-    let broker = Broker::start(&tansu, &addr);
+    let broker = common::tansu::Tansu::start();
     for t in ["in", "copy-out", "weir-out"] {
-        broker.create_topic(t);
+        broker.create_topic(t, PARTITIONS as u32);
     }
+    let addr = broker.addr.clone();
     let lines = common::lines(n, 42);
     println!(
         "weir kafka bench: {n} JSON log lines, {} bytes on average, {PARTITIONS} partitions, tansu on loopback",
@@ -57,7 +53,7 @@ fn main() {
     let copy = copy_loop(&addr, n);
     let copy_cpu = common::process_cpu(std::process::id()) - cpu;
     let weir = {
-        let api = free_port();
+        let api = common::free_port();
         let pipeline = dir.path().join("bench.toml");
         std::fs::write(&pipeline, pipeline_toml(&addr, &wasm, api)).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
@@ -189,65 +185,4 @@ fn produce(addr: &str, lines: &[u8]) {
         }
     }
     p.flush(Duration::from_secs(120)).unwrap();
-}
-
-struct Broker {
-    child: Child,
-    bin: PathBuf,
-    addr: String,
-}
-
-impl Broker {
-    fn start(bin: &Path, addr: &str) -> Broker {
-        let url = format!("tcp://{addr}");
-        let child = Command::new(bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Broker {
-            child,
-            bin: bin.into(),
-            addr: addr.into(),
-        }
-    }
-
-    fn create_topic(&self, name: &str) {
-        let ok = Command::new(&self.bin)
-            .args(["topic", "create", "--broker"])
-            .arg(format!("tcp://{}", self.addr))
-            .args(["--partitions", &PARTITIONS.to_string(), name])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "cannot create {name}");
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

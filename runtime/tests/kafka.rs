@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::tansu::Tansu;
 use common::*;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -11,7 +12,7 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// One test at a time. The outage test takes its mock broker's port down
@@ -20,77 +21,6 @@ use std::time::{Duration, Instant};
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
     ONE.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A tansu broker on a free loopback port, stopped on drop.
-struct Tansu {
-    child: Child,
-    addr: String,
-}
-
-fn tansu_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("WEIR_TANSU") {
-        return p.into();
-    }
-    let p = repo().join("target/tools/tansu");
-    assert!(p.is_file(), "tansu is missing: run scripts/tansu first");
-    p
-}
-
-impl Tansu {
-    fn start() -> Tansu {
-        let addr = format!("127.0.0.1:{}", free_port());
-        let url = format!("tcp://{addr}");
-        // In memory: the prebuilt tansu has no file storage, and nothing
-        // here outlives the broker.
-        let child = Command::new(tansu_bin())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tansu");
-        let t = Tansu { child, addr };
-        eventually(30, "tansu to listen", || {
-            std::net::TcpStream::connect(&t.addr).is_ok()
-        });
-        t
-    }
-
-    fn create_topic(&self, name: &str, partitions: u32) {
-        let out = Command::new(tansu_bin())
-            .args(["topic", "create", "--broker"])
-            .arg(format!("tcp://{}", self.addr))
-            .args(["--partitions", &partitions.to_string(), name])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        signal(&self.child, libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if self.child.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn producer(brokers: &str) -> ThreadedProducer<DefaultProducerContext> {
@@ -146,14 +76,10 @@ fn consume(brokers: &str, topic: &str, n: usize) -> Vec<(Option<String>, serde_j
     out
 }
 
-fn lines(path: &Path) -> Vec<serde_json::Value> {
-    json_lines(&std::fs::read(path).unwrap_or_default())
-}
-
 /// The `i` of every event in `path`, counted.
 fn ids(path: &Path) -> BTreeMap<i64, usize> {
     let mut m = BTreeMap::new();
-    for e in lines(path) {
+    for e in events_in(path) {
         if let Some(i) = e["i"].as_i64() {
             *m.entry(i).or_default() += 1;
         }
@@ -228,11 +154,11 @@ compression = "zstd"
     // Errors are the even i's; the undecodable record is kept with `_error`.
     let expected = n / 2 + 1;
     eventually(90, "the errors in the file", || {
-        lines(&out).len() >= expected
+        events_in(&out).len() >= expected
     });
     let log = stop(weir);
 
-    let events = lines(&out);
+    let events = events_in(&out);
     assert_eq!(events.len(), expected, "{log}");
     let bad = events
         .iter()
@@ -276,7 +202,7 @@ compression = "zstd"
     std::thread::sleep(Duration::from_secs(8));
     let log = stop(again);
     assert_eq!(
-        lines(&out).len(),
+        events_in(&out).len(),
         expected,
         "records were consumed twice:\n{log}"
     );
@@ -567,7 +493,7 @@ path = "ROWS"
     });
     let (la, lb) = (stop(a), stop(b));
     let mut got: HashMap<(String, String), i64> = HashMap::new();
-    for r in lines(&rows_a).into_iter().chain(lines(&rows_b)) {
+    for r in events_in(&rows_a).into_iter().chain(events_in(&rows_b)) {
         let start = r["window_start"].as_str().unwrap();
         let at = chrono::DateTime::parse_from_rfc3339(start)
             .unwrap()

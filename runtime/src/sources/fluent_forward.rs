@@ -72,6 +72,7 @@ async fn connection(net: Net, stream: TcpStream, peer: SocketAddr, settings: Arc
         let partial = filled > 0;
         let read = net::read(
             &net,
+            peer,
             &mut reader,
             &mut buf[filled..],
             partial,
@@ -83,19 +84,7 @@ async fn connection(net: Net, stream: TcpStream, peer: SocketAddr, settings: Arc
                 net.bad_input("truncated", peer, "connection closed inside a message");
                 break;
             }
-            Read::Eof | Read::Stopped => break,
-            Read::Slow => {
-                net.bad_input(
-                    "slow_client",
-                    peer,
-                    "half a message and then silence; closing",
-                );
-                break;
-            }
-            Read::Failed(e) => {
-                tracing::debug!(source = %net.name, %peer, "read: {e}");
-                break;
-            }
+            Read::Eof | Read::End => break,
         }
         let mut at = 0;
         loop {

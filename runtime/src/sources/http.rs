@@ -237,17 +237,8 @@ fn gunzip(bytes: &Bytes, max: usize) -> Result<Vec<u8>, Inflate> {
 
 /// Queues a request's events; 503 when the pipeline is stopping.
 async fn queue(ctx: &Ctx, batch: BatchBuf) -> Result<(), Response> {
-    let net = &ctx.net;
-    let mut batch = batch;
-    while batch.len() > net.batch_size {
-        let rest = batch.split_off(net.batch_size);
-        let full = std::mem::replace(&mut batch, rest);
-        if net.out.send_async(full).await.is_err() {
-            return Err((StatusCode::SERVICE_UNAVAILABLE, "weir is stopping").into_response());
-        }
-    }
-    net.out
-        .send_async(batch)
+    ctx.net
+        .send(batch)
         .await
         .map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "weir is stopping").into_response())
 }

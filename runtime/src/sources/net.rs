@@ -70,6 +70,18 @@ impl Net {
         }
     }
 
+    /// Sends events that arrived together (a request, a round of scrapes)
+    /// in batches of at most `batch_size`.
+    pub async fn send(&self, mut batch: BatchBuf) -> Result<(), Closed> {
+        while batch.len() > self.batch_size {
+            let rest = batch.split_off(self.batch_size);
+            self.out
+                .send_async(std::mem::replace(&mut batch, rest))
+                .await?;
+        }
+        self.out.send_async(batch).await
+    }
+
     /// Resolves once the source is told to stop.
     pub async fn stopped(&self) {
         let mut rx = self.stopping.1.clone();
@@ -212,17 +224,17 @@ pub enum Read {
     Data(usize),
     /// The peer closed its side.
     Eof,
-    /// The source is stopping.
-    Stopped,
-    /// The peer sat on part of a frame for the read timeout.
-    Slow,
-    Failed(std::io::Error),
+    /// Stop reading: the source is stopping, the peer sat on part of a
+    /// frame for the read timeout (counted as `slow_client`), or the read
+    /// failed (logged).
+    End,
 }
 
 /// Reads into `buf`; `partial` says a frame is half in, so a silent peer
 /// is given up on after `timeout` (an idle peer between frames is not).
 pub async fn read(
     net: &Net,
+    peer: SocketAddr,
     stream: &mut (impl AsyncReadExt + Unpin),
     buf: &mut [u8],
     partial: bool,
@@ -242,10 +254,16 @@ pub async fn read(
                 Stats::add(&net.stats().bytes_in, n);
                 Read::Data(n)
             }
-            Err(e) => Read::Failed(e),
+            Err(e) => {
+                tracing::debug!(source = %net.name, %peer, "read: {e}");
+                Read::End
+            }
         },
-        () = net.stopped() => Read::Stopped,
-        () = wait => Read::Slow,
+        () = net.stopped() => Read::End,
+        () = wait => {
+            net.bad_input("slow_client", peer, "half a message and then silence; closing");
+            Read::End
+        }
     }
 }
 

@@ -57,18 +57,11 @@ pub fn run(net: Net, cfg: &PrometheusScrapeSource, interval: Duration, timeout: 
                 let (client, url, max) = (client.clone(), t.url.clone(), cfg.max_bytes);
                 scrapes.spawn(async move { (i, fetch(&client, &url, max, timeout).await) });
             }
-            let mut batch = net.batch();
+            let mut batch = BatchBuf::new();
             while let Some(Ok((i, fetched))) = scrapes.join_next().await {
-                scrape_into(&net, &targets[i], &job, fetched, &mut batch.batch);
-                while batch.is_full() {
-                    let rest = batch.batch.split_off(net.batch_size);
-                    let full = std::mem::replace(&mut batch.batch, rest);
-                    if net.out.send_async(full).await.is_err() {
-                        return;
-                    }
-                }
+                scrape_into(&net, &targets[i], &job, fetched, &mut batch);
             }
-            if batch.flush(Vec::new()).await.is_err() {
+            if net.send(batch).await.is_err() {
                 return;
             }
         }

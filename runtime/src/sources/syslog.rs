@@ -43,7 +43,16 @@ async fn connection(
     let ip = peer.ip().to_string();
     loop {
         let partial = framer.buffered() > 0;
-        match net::read(&net, &mut stream, framer.spare(), partial, read_timeout).await {
+        match net::read(
+            &net,
+            peer,
+            &mut stream,
+            framer.spare(),
+            partial,
+            read_timeout,
+        )
+        .await
+        {
             Read::Data(n) => framer.filled(n),
             Read::Eof => {
                 if let Some(last) = framer.finish() {
@@ -51,19 +60,7 @@ async fn connection(
                 }
                 break;
             }
-            Read::Stopped => break,
-            Read::Slow => {
-                net.bad_input(
-                    "slow_client",
-                    peer,
-                    "half a message and then silence; closing",
-                );
-                break;
-            }
-            Read::Failed(e) => {
-                tracing::debug!(source = %net.name, %peer, "read: {e}");
-                break;
-            }
+            Read::End => break,
         }
         while let Some(frame) = framer.next_frame() {
             match frame {

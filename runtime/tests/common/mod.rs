@@ -1,6 +1,8 @@
 //! Helpers for tests that run the real `weir` binary.
 #![allow(dead_code)]
 
+pub mod tansu;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -45,6 +45,7 @@ impl Api for Loki {
         let mut streams: HashMap<Vec<String>, Vec<(i64, usize)>> = HashMap::new();
         let mut lines = Vec::with_capacity(batch.byte_len());
         let mut offsets = vec![0];
+        let mut json = Vec::new();
         for (i, event) in batch.iter().enumerate() {
             let key = self
                 .labels
@@ -55,17 +56,17 @@ impl Api for Loki {
                     v
                 })
                 .collect();
+            // The line is a JSON string: a text field as it is, anything
+            // else written as JSON first (into one reused buffer).
             match self.line_field.as_deref().and_then(|f| event.lookup(f)) {
                 Some(Value::Str(s)) => json_encode::write_str(&mut lines, s),
-                Some(other) => {
-                    let mut text = Vec::new();
-                    json_encode::write_value(&mut text, other);
-                    json_encode::write_str(&mut lines, &String::from_utf8_lossy(&text));
-                }
-                None => {
-                    let mut text = Vec::new();
-                    json_encode::write_event(&mut text, &event);
-                    json_encode::write_str(&mut lines, &String::from_utf8_lossy(&text));
+                other => {
+                    json.clear();
+                    match other {
+                        Some(v) => json_encode::write_value(&mut json, v),
+                        None => json_encode::write_event(&mut json, &event),
+                    }
+                    json_encode::write_str(&mut lines, &String::from_utf8_lossy(&json));
                 }
             }
             offsets.push(lines.len());
