@@ -25,6 +25,7 @@ mod batch;
 mod bitmap;
 mod read;
 pub mod spec;
+mod words;
 mod write;
 
 pub use batch::BatchBuf;

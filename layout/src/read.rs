@@ -6,7 +6,7 @@
 //! plugins with [`BatchView::validate`].
 
 use crate::spec::{self, tag, EventKind, MetricKind};
-use crate::LayoutError;
+use crate::{words, LayoutError};
 
 type Result<T> = std::result::Result<T, LayoutError>;
 
@@ -47,7 +47,7 @@ fn str_at(b: &[u8], at: usize, len: usize) -> Result<&str> {
 /// SIMD, costly calls).
 #[inline]
 fn utf8(bytes: &[u8], at: usize) -> Result<&str> {
-    if bytes.len() <= 32 && bytes.iter().all(u8::is_ascii) {
+    if bytes.len() <= 32 && words::ascii(bytes) {
         // SAFETY: ASCII bytes are valid UTF-8.
         return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
     }
@@ -293,7 +293,7 @@ impl<'a> Object<'a> {
         let mut pos = 0;
         for _ in 0..self.count {
             let (k, vpos) = key_at(b, pos).ok()?;
-            if k == want {
+            if words::same(k, want) {
                 return value_at(b, vpos).ok().map(|(v, _)| v);
             }
             pos = skip_value(b, vpos).ok()?;

@@ -13,18 +13,25 @@
 //! field: `keep` (default), `drop` or `error`. An unknown level is an error
 //! for that event, so the pipeline's `on_error` decides.
 
-use weir_sdk::{export_filter, Config, Event, Filter, Result, Value};
+use weir_sdk::{export_filter, Config, Error, Event, Filter, Result, Value};
 
 /// Severity rank: higher is more severe.
+#[inline(always)]
 fn rank(level: &str) -> Option<u8> {
     // The spellings almost every logger writes, without normalising.
     match level {
-        "info" => return Some(2),
-        "warn" => return Some(4),
-        "error" => return Some(5),
-        "debug" => return Some(1),
-        _ => {}
+        "info" => Some(2),
+        "warn" => Some(4),
+        "error" => Some(5),
+        "debug" => Some(1),
+        _ => rank_any_spelling(level),
     }
+}
+
+/// Any other spelling, trimmed and lowercased; out of line so that `rank`
+/// stays small enough to inline.
+#[inline(never)]
+fn rank_any_spelling(level: &str) -> Option<u8> {
     let l = level.trim_ascii();
     let r = match l.len() {
         0..=9 => {
@@ -94,28 +101,44 @@ impl Filter for LevelFilter {
         })
     }
 
+    // Inlined into the SDK's batch loop: in a Wasm guest a call per event
+    // costs more than the comparison. Error messages are built out of line.
+    #[inline(always)]
     fn keep(&mut self, event: &Event) -> Result<bool> {
         let r = match event.get(&self.field) {
-            Some(Value::Str(s)) => {
-                rank(s).ok_or_else(|| format!("unknown level `{s}` in `{}`", self.field))?
-            }
-            Some(Value::Int(n)) => {
-                numeric_rank(n).ok_or_else(|| format!("unknown numeric level {n}"))?
-            }
-            Some(other) => {
-                return Err(
-                    format!("`{}` is a {}, not a level", self.field, other.type_name()).into(),
-                )
-            }
+            Some(Value::Str(s)) => match rank(s) {
+                Some(r) => r,
+                None => return Err(self.error(Some(Value::Str(s)))),
+            },
+            Some(Value::Int(n)) => match numeric_rank(n) {
+                Some(r) => r,
+                None => return Err(self.error(Some(Value::Int(n)))),
+            },
+            Some(other) => return Err(self.error(Some(other))),
             None => {
                 return match self.missing {
                     Missing::Keep => Ok(true),
                     Missing::Drop => Ok(false),
-                    Missing::Error => Err(format!("no `{}` field", self.field).into()),
+                    Missing::Error => Err(self.error(None)),
                 }
             }
         };
         Ok(r >= self.min)
+    }
+}
+
+impl LevelFilter {
+    /// Why the field's value (or its absence) is not a level.
+    #[cold]
+    #[inline(never)]
+    fn error(&self, found: Option<Value>) -> Error {
+        match found {
+            Some(Value::Str(s)) => format!("unknown level `{s}` in `{}`", self.field),
+            Some(Value::Int(n)) => format!("unknown numeric level {n}"),
+            Some(other) => format!("`{}` is a {}, not a level", self.field, other.type_name()),
+            None => format!("no `{}` field", self.field),
+        }
+        .into()
     }
 }
 
@@ -160,6 +183,23 @@ mod tests {
         }
         let run = testing::filter::<LevelFilter>(&[("level", "error")], &b).unwrap();
         assert_eq!(run.kept, [false, false, true]);
+    }
+
+    #[test]
+    fn a_level_of_another_type_or_number_is_an_error_naming_it() {
+        let mut b = BatchBuf::new();
+        b.log(0).field("level", true).finish().unwrap();
+        b.log(0).field("level", 35).finish().unwrap();
+        b.log(0).field("level", " WARNING ").finish().unwrap();
+        let run = testing::filter::<LevelFilter>(&[("level", "warn")], &b).unwrap();
+        assert_eq!(
+            run.errors,
+            [
+                (0, "`level` is a bool, not a level".to_string()),
+                (1, "unknown numeric level 35".to_string())
+            ]
+        );
+        assert!(run.kept[2], "a padded upper-case spelling is still a level");
     }
 
     #[test]

@@ -69,6 +69,11 @@ pub trait Filter: Sized + 'static {
 
     /// Whether to keep `event`. An `Err` is reported for this event only;
     /// the pipeline's `on_error` decides what happens to it.
+    ///
+    /// Called once per event from the SDK's batch loop. For a filter that
+    /// must be fast, mark it `#[inline(always)]` and build error messages in
+    /// a `#[cold]` function: in a Wasm guest a call per event can cost more
+    /// than the check itself (`plugins/level-filter` does both).
     fn keep(&mut self, event: &Event) -> Result<bool>;
 
     /// Called after each batch: the place to report counters once per batch.
