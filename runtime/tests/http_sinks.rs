@@ -58,18 +58,10 @@ impl Api {
                     (code, [("content-type", "application/json")], text).into_response()
                 }
             };
-        listener.set_nonblocking(true).unwrap();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let app = axum::Router::new().route("/{*path}", axum::routing::post(answer));
-                let l = tokio::net::TcpListener::from_std(listener).unwrap();
-                axum::serve(l, app).await.unwrap();
-            });
-        });
+        serve(
+            listener,
+            axum::Router::new().route("/{*path}", axum::routing::post(answer)),
+        );
         Api { seen }
     }
 

@@ -2,8 +2,12 @@
 //! timing a running weir through its admin API.
 #![allow(dead_code)]
 
+#[path = "../../tests/common/net.rs"]
+pub mod net;
 #[path = "../../tests/common/tansu.rs"]
 pub mod tansu;
+
+pub use net::free_port;
 
 use rand::{rngs::SmallRng, SeedableRng};
 use std::time::{Duration, Instant};
@@ -109,13 +113,4 @@ pub fn watch_weir(api: u16, source: &str, sink: &str, n: usize, pid: u32) -> (f6
         // take CPU from what is measured.
         std::thread::sleep(Duration::from_millis(25));
     }
-}
-
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

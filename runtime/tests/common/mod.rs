@@ -1,7 +1,10 @@
 //! Helpers for tests that run the real `weir` binary.
 #![allow(dead_code)]
 
+pub mod net;
 pub mod tansu;
+
+pub use net::free_port;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -157,15 +160,6 @@ pub fn signal(child: &Child, sig: i32) {
     unsafe { libc::kill(child.id() as i32, sig) };
 }
 
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A real HTTP server standing in for Slack or a webhook receiver: it
 /// records every POST and answers from a script (then 200 OK).
 pub struct Recorder {
@@ -178,6 +172,21 @@ pub struct Received {
     pub at: Instant,
     pub path: String,
     pub body: serde_json::Value,
+}
+
+/// Serves `app` on `listener` from a thread of its own until the test ends.
+pub fn serve(listener: std::net::TcpListener, app: axum::Router) {
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(l, app).await.unwrap();
+        });
+    });
 }
 
 /// One scripted answer.
@@ -217,26 +226,16 @@ impl Recorder {
             }
         }
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let seen = std::sync::Arc::default();
         let state: Shared = (
             std::sync::Arc::clone(&seen),
             std::sync::Arc::new(std::sync::Mutex::new(script.into())),
         );
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let app = axum::Router::new()
-                    .route("/{*path}", axum::routing::post(answer))
-                    .with_state(state);
-                let l = tokio::net::TcpListener::from_std(listener).unwrap();
-                axum::serve(l, app).await.unwrap();
-            });
-        });
+        let app = axum::Router::new()
+            .route("/{*path}", axum::routing::post(answer))
+            .with_state(state);
+        serve(listener, app);
         Recorder { url, seen }
     }
 

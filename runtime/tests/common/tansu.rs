@@ -22,12 +22,7 @@ fn bin() -> PathBuf {
 
 impl Tansu {
     pub fn start() -> Tansu {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
+        let addr = format!("127.0.0.1:{}", super::free_port());
         let url = format!("tcp://{addr}");
         // In memory: the prebuilt tansu has no file storage, and nothing
         // here outlives the broker.
