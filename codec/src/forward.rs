@@ -10,6 +10,7 @@
 //! from either look alike.
 
 use crate::json_decode::{decode_msgpack, Extra};
+use crate::DecodeBudget;
 use std::fmt;
 use std::io::Read;
 use std::ops::Range;
@@ -23,6 +24,9 @@ pub struct Limits {
     /// The entries of one compressed message, once inflated: gzip compresses
     /// zeros a thousandfold, so the wire size alone bounds nothing.
     pub max_decompressed_bytes: usize,
+    /// The events one message decodes to: the tag is copied into each of
+    /// them, so a 4 KiB tag over 200,000 small entries makes a gigabyte.
+    pub max_decoded_bytes: usize,
 }
 
 impl Default for Limits {
@@ -31,6 +35,7 @@ impl Default for Limits {
         Limits {
             max_message_bytes: 16 << 20,
             max_decompressed_bytes: 64 << 20,
+            max_decoded_bytes: 64 << 20,
         }
     }
 }
@@ -98,6 +103,29 @@ pub fn decode(
     arrival_ns: i64,
     batch: &mut BatchBuf,
 ) -> Result<Option<Message>, Error> {
+    decode_from(
+        &mut Scan::default(),
+        buf,
+        limits,
+        tag_field,
+        arrival_ns,
+        batch,
+    )
+}
+
+/// [`decode`] for a stream read piece by piece: `scan` remembers how far
+/// the walk of a message that is not all in yet got, so each read walks
+/// only what it added and a large message costs linear time, not a walk
+/// from its start per read. Keep one per connection; it starts over by
+/// itself after each message.
+pub fn decode_from(
+    scan: &mut Scan,
+    buf: &[u8],
+    limits: &Limits,
+    tag_field: &str,
+    arrival_ns: i64,
+    batch: &mut BatchBuf,
+) -> Result<Option<Message>, Error> {
     let max = limits.max_message_bytes;
     let too_large = |size| Error::TooLarge {
         limit: "max_message_bytes",
@@ -105,8 +133,12 @@ pub fn decode(
         size,
     };
     // Looking no further than one byte past the limit bounds the walk.
-    let scan = &buf[..buf.len().min(max.saturating_add(1))];
-    let end = match skip(scan, 0, 0) {
+    let window = &buf[..buf.len().min(max.saturating_add(1))];
+    let found = scan.run(window);
+    if !matches!(found, Err(Short::Need(_))) {
+        *scan = Scan::default();
+    }
+    let end = match found {
         Ok(end) if end > max => return Err(too_large(end)),
         Ok(end) => end,
         Err(Short::Need(need)) if need > max => return Err(too_large(need)),
@@ -129,6 +161,7 @@ pub fn decode(
         enc.str(tag)?;
         Ok(1)
     };
+    let budget = DecodeBudget::new(batch, limits.max_decoded_bytes);
     let mut w = Writer {
         batch,
         extra: &extra,
@@ -136,11 +169,23 @@ pub fn decode(
         events: 0,
         errors: 0,
     };
+    let over = |w: &mut Writer<'_, '_>, e: crate::OverBudget| {
+        let size = w.batch.byte_len();
+        budget.undo(w.batch);
+        Error::TooLarge {
+            limit: "max_decoded_bytes",
+            max: e.max,
+            size,
+        }
+    };
     match body {
         Body::Message { time_at } => {
-            let record_at = skip(msg, time_at, 0).unwrap_or(msg.len());
-            let end = skip(msg, record_at, 0).unwrap_or(msg.len());
+            let record_at = skip(msg, time_at).unwrap_or(msg.len());
+            let end = skip(msg, record_at).unwrap_or(msg.len());
             w.event(0, msg, time_at, record_at..end);
+            if let Err(e) = budget.check(w.batch) {
+                return Err(over(&mut w, e));
+            }
         }
         Body::Forward { at } => {
             let (mut at, n) = match head(msg, at) {
@@ -148,9 +193,12 @@ pub fn decode(
                 Err(_) => (at, 0),
             };
             for i in 0..n {
-                let Ok(end) = skip(msg, at, 0) else { break };
+                let Ok(end) = skip(msg, at) else { break };
                 w.entry(i, msg, at, end);
                 at = end;
+                if let Err(e) = budget.check(w.batch) {
+                    return Err(over(&mut w, e));
+                }
             }
         }
         Body::Packed(packed) => {
@@ -167,7 +215,7 @@ pub fn decode(
             // make a list of ends eight times their size.
             let (mut at, mut n) = (0, 0);
             while at < entries.len() {
-                at = skip(entries, at, 0).map_err(|short| {
+                at = skip(entries, at).map_err(|short| {
                     Error::Malformed(match short {
                         Short::Need(_) => format!(
                             "packed entries end inside entry {n} (at byte {at} of {})",
@@ -180,9 +228,12 @@ pub fn decode(
             }
             let mut at = 0;
             for i in 0..n {
-                let Ok(end) = skip(entries, at, 0) else { break };
+                let Ok(end) = skip(entries, at) else { break };
                 w.entry(i, entries, at, end);
                 at = end;
+                if let Err(e) = budget.check(w.batch) {
+                    return Err(over(&mut w, e));
+                }
             }
         }
     }
@@ -317,38 +368,81 @@ fn head(b: &[u8], at: usize) -> Result<Head, Short> {
 }
 
 /// The end of the value at `at`, without decoding it.
+fn skip(b: &[u8], at: usize) -> Result<usize, Short> {
+    Scan::at(at).run(b)
+}
+
+/// A walk over one MessagePack value that can stop where the buffer ends
+/// and go on from there once more is read.
 ///
 /// Every element takes at least a byte, so a container whose count alone
-/// runs past `b` is short before any of it is walked, and the walk is
-/// bounded by `b.len()` whatever the counts say.
-fn skip(b: &[u8], at: usize, depth: u32) -> Result<usize, Short> {
-    let h = head(b, at)?;
-    let items = match h.kind {
-        Kind::Array => h.len,
-        Kind::Map => h.len.saturating_mul(2),
-        _ => {
-            let end = h.body.saturating_add(h.len);
-            return if end > b.len() {
-                Err(Short::Need(end))
-            } else {
-                Ok(end)
+/// runs past the buffer is short before any of it is walked, and the walk
+/// is bounded by the buffer's length whatever the counts say. The open
+/// containers are an array on the stack: no allocation per value.
+#[derive(Debug, Clone)]
+pub struct Scan {
+    at: usize,
+    /// Values still to walk in each open container; `[0]` is the one value
+    /// the walk is for.
+    left: [usize; MAX_DEPTH as usize + 2],
+    depth: usize,
+}
+
+impl Default for Scan {
+    fn default() -> Self {
+        Scan::at(0)
+    }
+}
+
+impl Scan {
+    fn at(at: usize) -> Scan {
+        let mut left = [0; MAX_DEPTH as usize + 2];
+        left[0] = 1;
+        Scan { at, left, depth: 0 }
+    }
+
+    /// Walks on through `b` (the same bytes as before, and maybe more) to
+    /// the value's end. On `Short::Need` it keeps its place.
+    fn run(&mut self, b: &[u8]) -> Result<usize, Short> {
+        loop {
+            while self.left[self.depth] == 0 {
+                if self.depth == 0 {
+                    return Ok(self.at);
+                }
+                self.depth -= 1;
+            }
+            let h = head(b, self.at)?;
+            let items = match h.kind {
+                Kind::Array => h.len,
+                Kind::Map => h.len.saturating_mul(2),
+                _ => {
+                    let end = h.body.saturating_add(h.len);
+                    if end > b.len() {
+                        return Err(Short::Need(end));
+                    }
+                    self.left[self.depth] -= 1;
+                    self.at = end;
+                    continue;
+                }
             };
+            let least = h.body.saturating_add(items);
+            if least > b.len() {
+                return Err(Short::Need(least));
+            }
+            if items > 0 && self.depth >= MAX_DEPTH as usize {
+                return Err(Short::Bad(format!(
+                    "nested deeper than {MAX_DEPTH} at byte {}",
+                    self.at
+                )));
+            }
+            self.left[self.depth] -= 1;
+            self.at = h.body;
+            if items > 0 {
+                self.depth += 1;
+                self.left[self.depth] = items;
+            }
         }
-    };
-    let least = h.body.saturating_add(items);
-    if least > b.len() {
-        return Err(Short::Need(least));
     }
-    if items > 0 && depth >= MAX_DEPTH {
-        return Err(Short::Bad(format!(
-            "nested deeper than {MAX_DEPTH} at byte {at}"
-        )));
-    }
-    let mut p = h.body;
-    for _ in 0..items {
-        p = skip(b, p, depth + 1)?;
-    }
-    Ok(p)
 }
 
 /// The UTF-8 string at `at` and where it ends.
@@ -383,7 +477,7 @@ enum Body<'a> {
 /// value (walked by [`skip`]), so nothing in it is short.
 fn parts(msg: &[u8]) -> Result<Parts<'_>, Error> {
     let bad = |s: String| Error::Malformed(s);
-    let walk = |at| skip(msg, at, 0).map_err(|_| bad(format!("truncated value at byte {at}")));
+    let walk = |at| skip(msg, at).map_err(|_| bad(format!("truncated value at byte {at}")));
     let top = head(msg, 0).map_err(|_| bad("empty".into()))?;
     if top.kind != Kind::Array {
         return Err(bad(format!(
@@ -601,7 +695,7 @@ impl Writer<'_, '_> {
         match head(b, at) {
             Ok(h) if h.kind == Kind::Array && h.len == 2 => {
                 // The record ends where the entry does.
-                let record_at = skip(b, h.body, 0).unwrap_or(end);
+                let record_at = skip(b, h.body).unwrap_or(end);
                 self.event(i, b, h.body, record_at..end);
             }
             _ => {
@@ -651,6 +745,7 @@ mod tests {
     const LIMITS: Limits = Limits {
         max_message_bytes: 1 << 20,
         max_decompressed_bytes: 1 << 20,
+        max_decoded_bytes: 4 << 20,
     };
     const T0: u32 = 1_700_000_000;
     const NS0: i64 = T0 as i64 * 1_000_000_000;
@@ -1180,6 +1275,67 @@ mod tests {
         assert!(b.is_empty());
         let r = decode(&big, &exact(big.len()), "tag", 0, &mut b);
         assert_eq!(r.unwrap().unwrap().consumed, big.len());
+    }
+
+    /// Fed a byte range at a time, a message is found where a whole read
+    /// finds it, each piece walked once.
+    #[test]
+    fn a_message_read_in_pieces_is_walked_once() {
+        let entries: Vec<u8> = (0..3000)
+            .flat_map(|i| entry(&int(i), json!({"i": i, "nested": {"a": [1, 2]}})))
+            .collect();
+        let msg = [arr(2), s("app"), arr(3000), entries].concat();
+        let (whole, whole_batch) = ok(&msg);
+        for piece in [1, 7, 4096] {
+            let mut scan = Scan::default();
+            let mut b = BatchBuf::new();
+            let mut found = None;
+            for end in (piece..msg.len() + piece).step_by(piece) {
+                let buf = &msg[..end.min(msg.len())];
+                match decode_from(&mut scan, buf, &LIMITS, "tag", 42, &mut b).unwrap() {
+                    Some(m) => {
+                        found = Some(m);
+                        break;
+                    }
+                    None => assert!(scan.at <= buf.len()),
+                }
+            }
+            assert_eq!(found.as_ref(), Some(&whole), "pieces of {piece}");
+            assert_eq!(b, whole_batch);
+            // The scan starts over for the next message.
+            assert_eq!((scan.at, scan.depth), (0, 0));
+        }
+    }
+
+    /// The tag is copied into every event: a message of many small entries
+    /// under a long tag is refused once its events pass the budget, and
+    /// nothing of it stays in the batch.
+    #[test]
+    fn a_tag_shared_by_many_entries_is_bounded_as_written() {
+        let tag = "t".repeat(4096);
+        let entries: Vec<u8> = (0..2000).flat_map(|i| entry(&int(i), json!({}))).collect();
+        let limits = Limits {
+            max_decoded_bytes: 1 << 20,
+            ..LIMITS
+        };
+        for msg in [
+            [arr(2), s(&tag), arr(2000), entries.clone()].concat(),
+            [arr(2), s(&tag), bin(&entries)].concat(),
+        ] {
+            assert!(msg.len() < 20_000);
+            let mut b = BatchBuf::new();
+            b.log(0).field("before", 1).finish().unwrap();
+            let kept = b.clone();
+            let e = decode(&msg, &limits, "tag", 0, &mut b).unwrap_err();
+            assert!(
+                e.to_string()
+                    .ends_with("exceed max_decoded_bytes (1048576)"),
+                "{e}"
+            );
+            assert_eq!(b, kept);
+            let m = decode(&msg, &LIMITS, "", 0, &mut b).unwrap().unwrap();
+            assert_eq!(m.events, 2000);
+        }
     }
 
     #[test]

@@ -8,13 +8,39 @@
 
 use crate::json_decode::decode_json as decode_object;
 use crate::syslog::write_event;
-use crate::{message_event, Extra};
+use crate::{message_event, DecodeBudget, Extra, OverBudget};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 use weir_layout::{BatchBuf, Encoder, LayoutError};
+
+/// Why a body was refused whole (nothing of it is left in the batch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// Not a request of this API; says what and where (answer 400).
+    Invalid(String),
+    /// It decodes to more than `max_decoded_bytes` (answer 413).
+    OverBudget(OverBudget),
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BodyError::Invalid(what) => f.write_str(what),
+            BodyError::OverBudget(o) => o.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+impl From<OverBudget> for BodyError {
+    fn from(o: OverBudget) -> Self {
+        BodyError::OverBudget(o)
+    }
+}
 
 /// What a body became; `errors` of the `events` are `_error` events.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -65,41 +91,53 @@ impl Decoded {
 /// the body starts with `[`. A line or element that is not an object becomes
 /// an `_error` event and the rest still count: one bad record should not
 /// make a shipper resend the whole batch.
+///
+/// `Err` when the events come to more than `max_decoded` bytes; then
+/// nothing of the body is left in `batch`.
 pub fn decode_json(
     body: &[u8],
     timestamp_field: &str,
     arrival_ns: i64,
     extra: Extra<'_>,
+    max_decoded: usize,
     batch: &mut BatchBuf,
-) -> Decoded {
+) -> Result<Decoded, OverBudget> {
+    let budget = DecodeBudget::new(batch, max_decoded);
+    let mut over = Ok(());
     let mut out = Decoded::default();
     let body = body.trim_ascii();
     match body.first() {
         None => {}
         Some(b'[') => {
-            array_elements(body, |element| match element {
-                Element::Item(i, raw) => out.object(
-                    batch,
-                    raw,
-                    format_args!("[{i}]"),
-                    timestamp_field,
-                    arrival_ns,
-                    extra,
-                ),
-                Element::Unclosed(i, raw) => out.keep_failed(
-                    batch,
-                    raw,
-                    format!("[{i}]: the body ends before the array's closing `]`"),
-                    arrival_ns,
-                    extra,
-                ),
-                Element::Trailing(raw) => out.keep_failed(
-                    batch,
-                    raw,
-                    "text after the array's closing `]`".into(),
-                    arrival_ns,
-                    extra,
-                ),
+            array_elements(body, |element| {
+                if over.is_err() {
+                    return;
+                }
+                match element {
+                    Element::Item(i, raw) => out.object(
+                        batch,
+                        raw,
+                        format_args!("[{i}]"),
+                        timestamp_field,
+                        arrival_ns,
+                        extra,
+                    ),
+                    Element::Unclosed(i, raw) => out.keep_failed(
+                        batch,
+                        raw,
+                        format!("[{i}]: the body ends before the array's closing `]`"),
+                        arrival_ns,
+                        extra,
+                    ),
+                    Element::Trailing(raw) => out.keep_failed(
+                        batch,
+                        raw,
+                        "text after the array's closing `]`".into(),
+                        arrival_ns,
+                        extra,
+                    ),
+                }
+                over = budget.check(batch);
             });
         }
         Some(_) => {
@@ -109,24 +147,33 @@ pub fn decode_json(
                 && decode_object(batch, body, timestamp_field, arrival_ns, extra).is_ok()
             {
                 out.events += 1;
-                return out;
-            }
-            for (n, line) in body.split(|&b| b == b'\n').enumerate() {
-                let line = line.trim_ascii();
-                if !line.is_empty() {
-                    out.object(
-                        batch,
-                        line,
-                        format_args!("line {}", n + 1),
-                        timestamp_field,
-                        arrival_ns,
-                        extra,
-                    );
+                over = budget.check(batch);
+            } else {
+                for (n, line) in body.split(|&b| b == b'\n').enumerate() {
+                    let line = line.trim_ascii();
+                    if !line.is_empty() {
+                        out.object(
+                            batch,
+                            line,
+                            format_args!("line {}", n + 1),
+                            timestamp_field,
+                            arrival_ns,
+                            extra,
+                        );
+                        over = budget.check(batch);
+                        if over.is_err() {
+                            break;
+                        }
+                    }
                 }
             }
         }
     }
-    out
+    if let Err(e) = over {
+        budget.undo(batch);
+        return Err(e);
+    }
+    Ok(out)
 }
 
 enum Element<'a> {
@@ -247,16 +294,18 @@ impl Meta {
 ///
 /// `Err` (answer 400, nothing appended) when the body is not a bulk request:
 /// no actions, or an action line that is not one, after which ES also gives
-/// up since it cannot tell actions from documents any more.
+/// up since it cannot tell actions from documents any more; also (413) when
+/// the documents come to more than `max_decoded` bytes.
 pub fn decode_es_bulk(
     body: &[u8],
     default_index: Option<&str>,
     timestamp_field: &str,
     arrival_ns: i64,
     extra: Extra<'_>,
+    max_decoded: usize,
     batch: &mut BatchBuf,
-) -> Result<Vec<BulkItem>, String> {
-    let before = batch.len();
+) -> Result<Vec<BulkItem>, BodyError> {
+    let budget = DecodeBudget::new(batch, max_decoded);
     let mut lines = body
         .split(|&b| b == b'\n')
         .enumerate()
@@ -267,10 +316,10 @@ pub fn decode_es_bulk(
         let action = match serde_json::from_slice::<Action>(line) {
             Ok(action) => action,
             Err(e) => {
-                batch.retain(|i| i < before);
-                return Err(format!(
+                budget.undo(batch);
+                return Err(BodyError::Invalid(format!(
                     "line {n}: not a bulk action ({{\"index\"|\"create\"|\"update\"|\"delete\": {{...}}}}): {e}"
-                ));
+                )));
             }
         };
         let (name, meta) = match action {
@@ -321,9 +370,13 @@ pub fn decode_es_bulk(
             item.error = Some(reason);
         }
         items.push(item);
+        if let Err(e) = budget.check(batch) {
+            budget.undo(batch);
+            return Err(e.into());
+        }
     }
     if items.is_empty() {
-        return Err("no bulk actions in the body".into());
+        return Err(BodyError::Invalid("no bulk actions in the body".into()));
     }
     Ok(items)
 }
@@ -363,23 +416,29 @@ pub fn es_bulk_response(items: &[BulkItem], took_ms: u64) -> String {
 ///
 /// `Err` (answer 400, nothing appended) when the body is not a push, saying
 /// where, e.g. `streams[0].values[3]: ...`: Loki rejects such a push whole,
-/// and promtail-style clients then log the reason. Every line carries its
-/// time, so `_arrival_ns` is not needed.
+/// and promtail-style clients then log the reason; also (413) when the
+/// lines come to more than `max_decoded` bytes, which a stream's labels,
+/// copied into each of its lines, can make of a small push. Every line
+/// carries its time, so `_arrival_ns` is not needed.
 pub fn decode_loki_push(
     body: &[u8],
     _arrival_ns: i64,
     extra: Extra<'_>,
+    max_decoded: usize,
     batch: &mut BatchBuf,
-) -> Result<Decoded, String> {
+) -> Result<Decoded, BodyError> {
     let at = Cell::new(Loc::Top);
     let mut de = serde_json::Deserializer::from_slice(body);
     let streams = PushSeed(&at)
         .deserialize(&mut de)
         .and_then(|s| de.end().map(|()| s))
-        .map_err(|e| match at.get() {
-            Loc::Top => e.to_string(),
-            loc => format!("{loc}: {e}"),
+        .map_err(|e| {
+            BodyError::Invalid(match at.get() {
+                Loc::Top => e.to_string(),
+                loc => format!("{loc}: {e}"),
+            })
         })?;
+    let budget = DecodeBudget::new(batch, max_decoded);
     let before = batch.len();
     for (s, stream) in streams.iter().enumerate() {
         for (v, entry) in stream.entries.iter().enumerate() {
@@ -395,8 +454,12 @@ pub fn decode_loki_push(
                 Ok(n + extra(enc)?)
             });
             if let Err(e) = written {
-                batch.retain(|i| i < before);
-                return Err(format!("streams[{s}].values[{v}]: {e}"));
+                budget.undo(batch);
+                return Err(BodyError::Invalid(format!("streams[{s}].values[{v}]: {e}")));
+            }
+            if let Err(e) = budget.check(batch) {
+                budget.undo(batch);
+                return Err(e.into());
             }
         }
     }
@@ -664,6 +727,8 @@ mod tests {
     use super::*;
     use weir_layout::Value;
 
+    const MAX: usize = usize::MAX;
+
     fn source(enc: &mut Encoder<'_>) -> Result<u32, LayoutError> {
         enc.key("peer")?;
         enc.str("10.1.2.3")?;
@@ -672,7 +737,7 @@ mod tests {
 
     fn json(body: &str) -> (BatchBuf, Decoded) {
         let mut b = BatchBuf::new();
-        let d = decode_json(body.as_bytes(), "timestamp", 7, &source, &mut b);
+        let d = decode_json(body.as_bytes(), "timestamp", 7, &source, usize::MAX, &mut b).unwrap();
         assert_eq!(b.len(), d.events);
         BatchBuf::from_bytes(b.as_bytes().to_vec()).unwrap();
         (b, d)
@@ -749,7 +814,7 @@ mod tests {
         assert_eq!((d.events, d.errors), (1, 0));
         assert_eq!(b.get(0).unwrap().get("pretty"), Some(Value::Bool(true)));
         let mut b = BatchBuf::new();
-        let d = decode_json(b"{\"a\":\"\xff\"}", "t", 0, &source, &mut b);
+        let d = decode_json(b"{\"a\":\"\xff\"}", "t", 0, &source, MAX, &mut b).unwrap();
         assert_eq!((d.events, d.errors), (1, 1));
         assert!(b.get(0).unwrap().get_str("_error").is_some());
     }
@@ -759,8 +824,8 @@ mod tests {
         for body in ["", " \r\n\n "] {
             assert_eq!(json(body).1, Decoded::default());
             let mut b = BatchBuf::new();
-            assert!(decode_es_bulk(body.as_bytes(), None, "ts", 0, &source, &mut b).is_err());
-            assert!(decode_loki_push(body.as_bytes(), 0, &source, &mut b).is_err());
+            assert!(decode_es_bulk(body.as_bytes(), None, "ts", 0, &source, MAX, &mut b).is_err());
+            assert!(decode_loki_push(body.as_bytes(), 0, &source, MAX, &mut b).is_err());
             assert!(b.is_empty());
         }
     }
@@ -781,7 +846,7 @@ not a document
 "#;
         let mut b = BatchBuf::new();
         let items =
-            decode_es_bulk(body, Some("default"), "@timestamp", 5, &source, &mut b).unwrap();
+            decode_es_bulk(body, Some("default"), "@timestamp", 5, &source, MAX, &mut b).unwrap();
         let got: Vec<_> = items
             .iter()
             .map(|i| (i.action, i.index.as_deref(), i.id.as_deref(), i.status))
@@ -827,7 +892,8 @@ not a document
 
         // Without an index anywhere, the event just has no `_index`.
         let mut b = BatchBuf::new();
-        let items = decode_es_bulk(b"{\"index\":{}}\n{}\n", None, "t", 0, &source, &mut b).unwrap();
+        let items =
+            decode_es_bulk(b"{\"index\":{}}\n{}\n", None, "t", 0, &source, MAX, &mut b).unwrap();
         assert_eq!((items[0].index.as_deref(), items[0].status), (None, 201));
         assert_eq!(b.get(0).unwrap().get("_index"), None);
     }
@@ -841,7 +907,9 @@ not a document
             b"{\"index\":{}}\n{\"a\":1}\nnot json\n",
             b"[{\"a\":1}]",
         ] {
-            let err = decode_es_bulk(body, None, "t", 0, &source, &mut b).unwrap_err();
+            let err = decode_es_bulk(body, None, "t", 0, &source, MAX, &mut b)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("not a bulk action"), "{err}");
             assert_eq!(b.len(), 1, "{err}");
         }
@@ -883,7 +951,8 @@ not a document
 
     fn loki(body: &str) -> Result<(BatchBuf, Decoded), String> {
         let mut b = BatchBuf::new();
-        let d = decode_loki_push(body.as_bytes(), 0, &source, &mut b)?;
+        let d = decode_loki_push(body.as_bytes(), 0, &source, MAX, &mut b)
+            .map_err(|e| e.to_string())?;
         BatchBuf::from_bytes(b.as_bytes().to_vec()).unwrap();
         Ok((b, d))
     }
@@ -977,6 +1046,45 @@ not a document
         }
     }
 
+    /// A stream's labels are copied into every line: a small push of many
+    /// lines under a big label set is refused whole once its events pass
+    /// the budget, not after they are built.
+    #[test]
+    fn shared_labels_are_bounded_by_the_decoded_budget() {
+        let label = "v".repeat(2048);
+        let lines: Vec<String> = (0..2000).map(|i| format!(r#"["{i}","x"]"#)).collect();
+        let body = format!(
+            r#"{{"streams":[{{"stream":{{"big":"{label}"}},"values":[{}]}}]}}"#,
+            lines.join(",")
+        );
+        assert!(body.len() < 30_000);
+        let mut b = BatchBuf::new();
+        b.log(0).field("before", 1).finish().unwrap();
+        let kept = b.clone();
+        let err = decode_loki_push(body.as_bytes(), 0, &source, 1 << 20, &mut b).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "decoded events exceed max_decoded_bytes (1048576)"
+        );
+        assert_eq!(b, kept);
+        // It fits a budget of its size, ~2 KiB an event.
+        let d = decode_loki_push(body.as_bytes(), 0, &source, 8 << 20, &mut b).unwrap();
+        assert_eq!(d.events, 2000);
+        assert!(b.byte_len() > 4 << 20);
+
+        let ndjson = "{\"a\":1}\n".repeat(1000);
+        let mut b = BatchBuf::new();
+        assert!(decode_json(ndjson.as_bytes(), "t", 0, &source, 2000, &mut b).is_err());
+        assert!(b.is_empty());
+        let array = format!("[{}]", vec!["{\"a\":1}"; 1000].join(","));
+        assert!(decode_json(array.as_bytes(), "t", 0, &source, 2000, &mut b).is_err());
+        assert!(b.is_empty());
+        let bulk = "{\"index\":{}}\n{\"a\":1}\n".repeat(1000);
+        let err = decode_es_bulk(bulk.as_bytes(), None, "t", 0, &source, 2000, &mut b);
+        assert!(matches!(err, Err(BodyError::OverBudget(_))));
+        assert!(b.is_empty());
+    }
+
     /// Arbitrary bodies neither panic nor leave a batch invalid.
     #[test]
     fn arbitrary_bodies_are_safe() {
@@ -1010,10 +1118,23 @@ not a document
                 .flat_map(|_| pieces[(next() % 16) as usize].iter().copied())
                 .collect();
             let mut b = BatchBuf::new();
-            let d = decode_json(&body, "t", 0, &source, &mut b);
+            let d = decode_json(&body, "t", 0, &source, MAX, &mut b).unwrap();
             assert_eq!(d.events, b.len());
-            let _ = decode_es_bulk(&body, Some("i"), "t", 0, &source, &mut b);
-            let _ = decode_loki_push(&body, 0, &source, &mut b);
+            let _ = decode_es_bulk(&body, Some("i"), "t", 0, &source, MAX, &mut b);
+            let _ = decode_loki_push(&body, 0, &source, MAX, &mut b);
+            // Under a small budget each either fits or leaves nothing.
+            let before = b.clone();
+            for max in [0, 64, 300] {
+                if decode_json(&body, "t", 0, &source, max, &mut b).is_err() {
+                    assert_eq!(b, before);
+                }
+                if let Err(BodyError::OverBudget(_)) =
+                    decode_loki_push(&body, 0, &source, max, &mut b)
+                {
+                    assert_eq!(b.len(), before.len());
+                }
+                b = before.clone();
+            }
             BatchBuf::from_bytes(b.as_bytes().to_vec()).unwrap();
         }
     }

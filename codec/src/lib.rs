@@ -40,6 +40,71 @@ impl Format {
     }
 }
 
+/// Bounds what one request or message may add to a batch as it is decoded.
+///
+/// A value shared by many entries (a Loki stream's labels, a forward tag,
+/// remote write labels) is copied into every event, so a small request can
+/// decode to a thousand times its size. Decoders check the budget after
+/// every event they append, so the overshoot is one event, and on refusal
+/// they take back everything the request appended.
+///
+/// ```
+/// use weir_codec::DecodeBudget;
+/// let mut batch = weir_layout::BatchBuf::new();
+/// let budget = DecodeBudget::new(&batch, 64);
+/// batch.log(0).field("message", "x".repeat(100).as_str()).finish().unwrap();
+/// let over = budget.check(&batch).unwrap_err();
+/// assert_eq!(over.to_string(), "decoded events exceed max_decoded_bytes (64)");
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeBudget {
+    max: usize,
+    /// The batch's size when the request started.
+    start: usize,
+    /// Its events then, to take the request's back.
+    events: usize,
+}
+
+/// A request decoded to more than its [`DecodeBudget`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverBudget {
+    pub max: usize,
+}
+
+impl std::fmt::Display for OverBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "decoded events exceed max_decoded_bytes ({})", self.max)
+    }
+}
+
+impl std::error::Error for OverBudget {}
+
+impl DecodeBudget {
+    /// A budget of `max` bytes for what is appended to `batch` from now on.
+    pub fn new(batch: &BatchBuf, max: usize) -> Self {
+        DecodeBudget {
+            max,
+            start: batch.byte_len(),
+            events: batch.len(),
+        }
+    }
+
+    /// `Err` once what was appended since [`DecodeBudget::new`] is over the
+    /// budget.
+    #[inline]
+    pub fn check(&self, batch: &BatchBuf) -> Result<(), OverBudget> {
+        if batch.byte_len().saturating_sub(self.start) > self.max {
+            return Err(OverBudget { max: self.max });
+        }
+        Ok(())
+    }
+
+    /// Takes back what was appended since [`DecodeBudget::new`].
+    pub fn undo(&self, batch: &mut BatchBuf) {
+        batch.truncate(self.events);
+    }
+}
+
 /// Default cap on a line, as in Vector (`max_line_bytes`).
 pub const DEFAULT_MAX_LINE_BYTES: usize = 100 * 1024;
 

@@ -74,8 +74,14 @@ pub enum MetricType {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
     Snappy(String),
-    TooLarge { size: usize, max: usize },
+    TooLarge {
+        size: usize,
+        max: usize,
+    },
     Protobuf(String),
+    /// The samples decode to more than `max_decoded` bytes of events (each
+    /// carries its series' labels).
+    OverBudget(crate::OverBudget),
 }
 
 impl std::fmt::Display for Error {
@@ -87,6 +93,7 @@ impl std::fmt::Display for Error {
                 "body would decompress to {size} bytes, over the limit of {max}"
             ),
             Error::Protobuf(e) => write!(f, "body is not a remote write WriteRequest: {e}"),
+            Error::OverBudget(e) => e.fmt(f),
         }
     }
 }
@@ -110,8 +117,15 @@ pub struct Decoded {
 /// metadata for it (senders may send none), a name ending in `_total` is,
 /// by the Prometheus naming convention. The decompressed size is read from
 /// the snappy header and checked against `max_bytes` before anything is
-/// allocated, so a small body cannot claim gigabytes.
-pub fn decode(body: &[u8], max_bytes: usize, batch: &mut BatchBuf) -> Result<Decoded, Error> {
+/// allocated, so a small body cannot claim gigabytes; the events, which
+/// repeat their series' labels per sample, are bounded by `max_decoded` as
+/// they are written (`Err`, and nothing of the body in `batch`, past it).
+pub fn decode(
+    body: &[u8],
+    max_bytes: usize,
+    max_decoded: usize,
+    batch: &mut BatchBuf,
+) -> Result<Decoded, Error> {
     let snappy = |e: snap::Error| Error::Snappy(e.to_string());
     let size = snap::raw::decompress_len(body).map_err(snappy)?;
     if size > max_bytes {
@@ -147,6 +161,7 @@ pub fn decode(body: &[u8], max_bytes: usize, batch: &mut BatchBuf) -> Result<Dec
         }
     };
 
+    let budget = crate::DecodeBudget::new(batch, max_decoded);
     let mut done = Decoded::default();
     let mut labels: Vec<(&str, &str)> = Vec::new();
     for series in &req.timeseries {
@@ -172,6 +187,10 @@ pub fn decode(body: &[u8], max_bytes: usize, batch: &mut BatchBuf) -> Result<Dec
                 break;
             }
             done.samples += 1;
+            if let Err(e) = budget.check(batch) {
+                budget.undo(batch);
+                return Err(Error::OverBudget(e));
+            }
         }
     }
     Ok(done)
@@ -425,7 +444,7 @@ mod tests {
 
         let body = encode(out).unwrap();
         let mut back = BatchBuf::new();
-        let got = decode(&body, 1 << 20, &mut back).unwrap();
+        let got = decode(&body, 1 << 20, usize::MAX, &mut back).unwrap();
         assert_eq!(
             got,
             Decoded {
@@ -505,7 +524,7 @@ mod tests {
             ],
         };
         let mut b = BatchBuf::new();
-        decode(&compress(&req), 1 << 20, &mut b).unwrap();
+        decode(&compress(&req), 1 << 20, usize::MAX, &mut b).unwrap();
         let kinds: Vec<_> = names_and_kinds(&b).into_iter().map(|(_, k)| k).collect();
         use MetricKind::*;
         assert_eq!(kinds, [Counter, Gauge, Counter, Counter, Gauge]);
@@ -523,7 +542,7 @@ mod tests {
             metadata: vec![],
         };
         let mut b = BatchBuf::new();
-        let got = decode(&compress(&req), 1 << 20, &mut b).unwrap();
+        let got = decode(&compress(&req), 1 << 20, usize::MAX, &mut b).unwrap();
         assert_eq!(
             got,
             Decoded {
@@ -535,12 +554,38 @@ mod tests {
         assert_eq!(b.get(1).unwrap().timestamp(), 6_000_000);
     }
 
+    /// Labels are copied into each sample's event: 2,000 samples under a
+    /// 1 KiB label make ~2 MB of events from a body of a few KB.
+    #[test]
+    fn labels_shared_by_many_samples_are_bounded_as_written() {
+        let mut s = series(&[("__name__", "up"), ("big", &"x".repeat(1024))], 1.0, 1);
+        s.samples = (0..2000)
+            .map(|t| Sample {
+                value: 1.0,
+                timestamp: t,
+            })
+            .collect();
+        let body = compress(&WriteRequest {
+            timeseries: vec![s],
+            metadata: vec![],
+        });
+        assert!(body.len() < 40_000);
+        let mut b = BatchBuf::new();
+        let e = decode(&body, 10 << 20, 1 << 20, &mut b).unwrap_err();
+        assert!(matches!(e, Error::OverBudget(_)), "{e}");
+        assert!(b.is_empty());
+        assert_eq!(
+            decode(&body, 10 << 20, 4 << 20, &mut b).unwrap().samples,
+            2000
+        );
+    }
+
     #[test]
     fn a_body_claiming_too_much_is_refused_before_decompressing() {
         // The snappy header: a varint length of 4 GiB - 1, then one byte.
         let body = [0xff, 0xff, 0xff, 0xff, 0x0f, 0x00];
         let mut b = BatchBuf::new();
-        let e = decode(&body, 10 << 20, &mut b).unwrap_err();
+        let e = decode(&body, 10 << 20, usize::MAX, &mut b).unwrap_err();
         assert_eq!(
             e,
             Error::TooLarge {
@@ -560,9 +605,9 @@ mod tests {
         let body = compress(&req);
         let size = req.encoded_len();
         assert!(body.len() < size);
-        assert!(decode(&body, size, &mut b).is_ok());
+        assert!(decode(&body, size, usize::MAX, &mut b).is_ok());
         assert!(matches!(
-            decode(&body, size - 1, &mut b),
+            decode(&body, size - 1, usize::MAX, &mut b),
             Err(Error::TooLarge { .. })
         ));
     }
@@ -571,14 +616,14 @@ mod tests {
     fn bad_snappy_and_bad_protobuf_say_which() {
         let mut b = BatchBuf::new();
         for body in [&b"\x05\xff\xff"[..], b"\x80"] {
-            let e = decode(body, 1 << 20, &mut b).unwrap_err();
+            let e = decode(body, 1 << 20, usize::MAX, &mut b).unwrap_err();
             assert!(matches!(e, Error::Snappy(_)), "{e:?}");
             assert!(e.to_string().starts_with("body is not snappy"), "{e}");
         }
         let junk = snap::raw::Encoder::new()
             .compress_vec(b"\x0a\xff\xff\xff")
             .unwrap();
-        let e = decode(&junk, 1 << 20, &mut b).unwrap_err();
+        let e = decode(&junk, 1 << 20, usize::MAX, &mut b).unwrap_err();
         assert!(matches!(e, Error::Protobuf(_)), "{e:?}");
         assert!(
             e.to_string()
@@ -604,14 +649,14 @@ mod tests {
         push_series(&m, 0, &mut out);
         let body = encode(out).unwrap();
         for cut in 0..body.len() {
-            let _ = decode(&body[..cut], 1 << 20, &mut BatchBuf::new());
+            let _ = decode(&body[..cut], 1 << 20, usize::MAX, &mut BatchBuf::new());
         }
         for i in 0..body.len() {
             for x in [0, 0x7f, 0x80, 0xff] {
                 let mut bad = body.clone();
                 bad[i] = x;
                 let mut b = BatchBuf::new();
-                if let Ok(d) = decode(&bad, 1 << 20, &mut b) {
+                if let Ok(d) = decode(&bad, 1 << 20, usize::MAX, &mut b) {
                     assert_eq!(d.samples, b.len());
                 }
             }

@@ -345,6 +345,49 @@ impl BatchBuf {
         self.write_count();
     }
 
+    /// Keeps the first `events` events, dropping the rest (a decoder undoing
+    /// what it appended for a request it refuses).
+    pub fn truncate(&mut self, events: usize) {
+        if events >= self.len() {
+            return;
+        }
+        self.bytes.truncate(self.starts[events] as usize);
+        self.starts.truncate(events);
+        self.write_count();
+    }
+
+    /// The events in batches of at most `size`, each copied once: splitting
+    /// a large batch from the end or the front would copy the rest every
+    /// time, quadratic in its length.
+    ///
+    /// ```
+    /// let mut batch = weir_layout::BatchBuf::new();
+    /// for i in 0..5 {
+    ///     batch.log(i).field("i", i).finish().unwrap();
+    /// }
+    /// let sizes: Vec<usize> = batch.chunks(2).map(|b| b.len()).collect();
+    /// assert_eq!(sizes, [2, 2, 1]);
+    /// ```
+    pub fn chunks(&self, size: usize) -> impl Iterator<Item = BatchBuf> + '_ {
+        let size = size.max(1);
+        (0..self.len()).step_by(size).map(move |first| {
+            let last = (first + size).min(self.len());
+            let (from, _) = self.span(first);
+            let to = self
+                .starts
+                .get(last)
+                .map_or(self.bytes.len(), |&s| s as usize);
+            let mut chunk = BatchBuf::with_capacity(last - first, to - from);
+            chunk.bytes.extend_from_slice(&self.bytes[from..to]);
+            let shift = (from - spec::HEADER_LEN) as u32;
+            chunk
+                .starts
+                .extend(self.starts[first..last].iter().map(|s| s - shift));
+            chunk.write_count();
+            chunk
+        })
+    }
+
     /// Splits off the events from `at` on into a new batch.
     pub fn split_off(&mut self, at: usize) -> BatchBuf {
         if at >= self.len() {
@@ -403,6 +446,31 @@ mod tests {
         assert_eq!(e.lookup("http.tags.1").and_then(|v| v.as_str()), Some("b"));
         let keys: Vec<_> = e.fields().map(|(k, _)| k).collect();
         assert_eq!(keys, ["i", "level", "http"]);
+    }
+
+    #[test]
+    fn chunks_and_truncate_keep_every_event_valid() {
+        let b = sample();
+        for size in [1, 3, 10, 11] {
+            let chunks: Vec<BatchBuf> = b.chunks(size).collect();
+            assert_eq!(chunks.len(), 10usize.div_ceil(size));
+            let mut all = BatchBuf::new();
+            for c in &chunks {
+                assert!(c.len() <= size);
+                all.append(&BatchBuf::from_bytes(c.as_bytes().to_vec()).unwrap());
+            }
+            assert_eq!(all, b);
+        }
+        assert_eq!(BatchBuf::new().chunks(4).count(), 0);
+        let mut t = sample();
+        t.truncate(4);
+        assert_eq!(t.len(), 4);
+        assert_eq!(BatchBuf::from_bytes(t.as_bytes().to_vec()).unwrap(), t);
+        assert_eq!(t.get(3).unwrap().timestamp(), 3);
+        t.truncate(9);
+        assert_eq!(t.len(), 4);
+        t.truncate(0);
+        assert!(t.is_empty() && t.byte_len() == 0);
     }
 
     #[test]

@@ -64,6 +64,7 @@ fn query(p: &Pipeline) -> Query {
         tables: weir::sql::table_names(&q.inputs),
         schema: Some(weir_sql::schema::declared(&cols).unwrap()),
         allowed_lateness: 0,
+        max_groups: None,
     };
     Query::new(&q.sql, opts).unwrap()
 }

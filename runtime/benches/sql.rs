@@ -47,6 +47,7 @@ fn query() -> Query {
     let opts = QueryOptions {
         tables: vec!["logs".into()],
         allowed_lateness: 0,
+        max_groups: None,
         schema: None,
     };
     Query::new(STREAM_SQL, opts).unwrap()

@@ -24,6 +24,7 @@ pub mod plugin;
 pub mod sinks;
 pub mod sources;
 pub mod sql;
+pub mod tls;
 pub mod topology;
 pub mod transforms;
 

@@ -4,7 +4,10 @@
 //! Memory follows the number of open windows times their groups, never the
 //! number of events: each batch is folded into DataFusion's own
 //! accumulators (`GroupsAccumulator`, vectorised; others through
-//! `GroupsAccumulatorAdapter`) and then dropped.
+//! `GroupsAccumulatorAdapter`) and then dropped. The groups open at once,
+//! over all windows, are capped (`max_groups`): rows that would open a group
+//! past the cap are left out and counted, so a GROUP BY over a
+//! high-cardinality field (trace ids) cannot take the memory.
 
 use crate::schema::SchemaRef;
 use crate::window::{Window, WINDOW_END, WINDOW_START};
@@ -45,6 +48,9 @@ pub struct WindowedAggregate {
     output: SchemaRef,
     fixed: BTreeMap<i64, Groups>,
     sessions: Sessions,
+    max_groups: usize,
+    /// Rows left out because their group would have passed `max_groups`.
+    over_max_groups: u64,
 }
 
 /// The groups of one window and their accumulators.
@@ -113,12 +119,29 @@ impl WindowedAggregate {
             output,
             fixed: BTreeMap::new(),
             sessions: Sessions::default(),
+            max_groups: usize::MAX,
+            over_max_groups: 0,
         })
     }
 
     /// Windows (or sessions) holding state.
     pub fn open_windows(&self) -> usize {
         self.fixed.len() + self.sessions.open
+    }
+
+    /// Groups holding state, over all open windows (a session is one).
+    pub fn open_groups(&self) -> usize {
+        self.fixed.values().map(|g| g.count).sum::<usize>() + self.sessions.open
+    }
+
+    /// Caps the groups open at once (the default is unbounded).
+    pub fn set_max_groups(&mut self, max: usize) {
+        self.max_groups = max;
+    }
+
+    /// Rows left out so far because their group would have passed the cap.
+    pub fn over_max_groups(&self) -> u64 {
+        self.over_max_groups
     }
 
     /// Folds a batch of aggregate input rows into the open windows.
@@ -167,8 +190,10 @@ impl WindowedAggregate {
     fn update_fixed(&mut self, starts: &[i64], input: &Input) -> Result<(), Error> {
         let first = starts[0];
         if starts.iter().all(|s| *s == first) {
+            let room = self.max_groups.saturating_sub(self.open_groups());
             let groups = self.groups_for(first)?;
-            return Self::fold(groups, input);
+            self.over_max_groups += Self::fold(groups, input, room)?;
+            return Ok(());
         }
         let mut rows: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
         for (i, s) in starts.iter().enumerate() {
@@ -176,8 +201,9 @@ impl WindowedAggregate {
         }
         for (start, idx) in rows {
             let part = input.take(&UInt32Array::from(idx))?;
+            let room = self.max_groups.saturating_sub(self.open_groups());
             let groups = self.groups_for(start)?;
-            Self::fold(groups, &part)?;
+            self.over_max_groups += Self::fold(groups, &part, room)?;
         }
         Ok(())
     }
@@ -190,24 +216,48 @@ impl WindowedAggregate {
         Ok(self.fixed.get_mut(&start).expect("inserted above"))
     }
 
-    fn fold(groups: &mut Groups, input: &Input) -> Result<(), Error> {
+    /// Folds `input` into `groups`, opening at most `room` new groups; the
+    /// rows of groups past that are left out, and their number returned.
+    fn fold(groups: &mut Groups, input: &Input, room: usize) -> Result<u64, Error> {
         let n = input.len();
         let mut idx = Vec::with_capacity(n);
+        let mut dropped = 0;
+        let mut kept = None;
         match &mut groups.values {
             Some(values) => {
+                let before = values.len();
                 values.intern(&input.keys, &mut idx)?;
+                let keep = before.saturating_add(room);
+                if values.len() > keep {
+                    // Forget the groups past the room: take the keys out and
+                    // put the first `keep` back in order, so each keeps its id.
+                    let all = values.emit(EmitTo::All)?;
+                    let first: Vec<ArrayRef> = all.iter().map(|a| a.slice(0, keep)).collect();
+                    values.intern(&first, &mut Vec::with_capacity(keep))?;
+                    let rows: Vec<u32> =
+                        (0..n as u32).filter(|&i| idx[i as usize] < keep).collect();
+                    dropped = (n - rows.len()) as u64;
+                    idx.retain(|&g| g < keep);
+                    kept = Some(input.take(&UInt32Array::from(rows))?);
+                }
                 groups.count = values.len();
             }
             None => {
+                // A single group (no GROUP BY keys, or a session's): it is
+                // opened only with room for it.
+                if groups.count == 0 && room == 0 {
+                    return Ok(n as u64);
+                }
                 idx.resize(n, 0);
                 groups.count = 1;
             }
         }
+        let input = kept.as_ref().unwrap_or(input);
         for (i, acc) in groups.accs.iter_mut().enumerate() {
             let filter = input.filters[i].as_ref().map(|f| f.as_boolean());
             acc.update_batch(&input.args[i], &idx, filter, groups.count)?;
         }
-        Ok(())
+        Ok(dropped)
     }
 
     /// Closes every window whose end is at or before `watermark` and returns
@@ -302,12 +352,17 @@ impl WindowedAggregate {
             by_key.entry(key).or_default().push(i as u32);
         }
         for (key, mut idx) in by_key {
+            // A key with no session yet opens one only with room for it.
+            if self.sessions.open >= self.max_groups && !self.sessions.by_key.contains_key(key) {
+                self.over_max_groups += idx.len() as u64;
+                continue;
+            }
             idx.sort_by_key(|i| times[*i as usize]);
             let assigned = self.sessions.assign(key, &idx, times, gap, &self.aggs)?;
             for (session, rows) in assigned {
                 let part = input.take(&UInt32Array::from(rows))?;
                 let g = self.sessions.groups(key, session);
-                Self::fold(g, &part)?;
+                Self::fold(g, &part, 1)?;
             }
         }
         Ok(())

@@ -32,6 +32,9 @@ pub struct QueryOptions {
     /// How far behind the newest event time a late event may still count,
     /// in nanoseconds.
     pub allowed_lateness: i64,
+    /// Groups open at once over all windows; rows that would open one more
+    /// are left out and counted (`over_max_groups`). `None`: no bound.
+    pub max_groups: Option<usize>,
 }
 
 /// What one batch produced.
@@ -68,6 +71,10 @@ pub struct QueryStats {
     pub misfits: u64,
     pub rows: u64,
     pub open_windows: usize,
+    /// Groups holding state over all open windows.
+    pub open_groups: usize,
+    /// Rows left out because their group would have passed `max_groups`.
+    pub over_max_groups: u64,
     /// The current watermark (ns), `i64::MIN` before any event.
     pub watermark: i64,
 }
@@ -139,7 +146,11 @@ impl Query {
         s.watermark = self.watermark;
         if let Some(r) = &self.run {
             s.misfits = r.converter.misfits;
-            s.open_windows = r.aggregate.as_ref().map_or(0, |(a, _)| a.open_windows());
+            if let Some((a, _)) = &r.aggregate {
+                s.open_windows = a.open_windows();
+                s.open_groups = a.open_groups();
+                s.over_max_groups = a.over_max_groups();
+            }
         }
         s
     }
@@ -159,7 +170,10 @@ impl Query {
         let converter = Converter::new(plan.read.clone());
         let aggregate = match (&plan.aggregate, plan.window) {
             (Some((agg, post)), Some(w)) => {
-                let a = WindowedAggregate::new(w, agg, post.agg_schema.clone())?;
+                let mut a = WindowedAggregate::new(w, agg, post.agg_schema.clone())?;
+                if let Some(max) = self.opts.max_groups {
+                    a.set_max_groups(max);
+                }
                 Some((a, post.clone()))
             }
             _ => None,

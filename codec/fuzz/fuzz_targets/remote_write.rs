@@ -1,5 +1,6 @@
-//! Remote-write bodies (snappy, then protobuf): errors, never panics, and
-//! nothing decoded past the size limit.
+//! Remote-write bodies (snappy, then protobuf): errors, never panics,
+//! nothing decompressed past the size limit, and the events within their
+//! decoded budget or nothing left behind.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use weir_layout::{BatchBuf, BatchView};
@@ -12,7 +13,13 @@ fuzz_target!(|data: &[u8]| {
         data.to_vec(),
         snap::raw::Encoder::new().compress_vec(data).unwrap(),
     ] {
-        let _ = weir_codec::remote_write::decode(&body, 1 << 20, &mut batch);
+        let before = batch.byte_len();
+        match weir_codec::remote_write::decode(&body, 1 << 20, 8 << 10, &mut batch) {
+            // One event (at most the decompressed body) may pass
+            // the budget before it is checked.
+            Ok(_) => assert!(batch.byte_len() - before <= (8 << 10) + (2 << 20)),
+            Err(_) => assert_eq!(batch.byte_len(), before),
+        }
     }
     BatchView::new(batch.as_bytes())
         .unwrap()

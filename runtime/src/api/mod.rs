@@ -83,6 +83,7 @@ impl Api {
 pub fn start(
     address: &str,
     token: Option<String>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     view: Shared,
     alerts: Option<Arc<Hub>>,
 ) -> anyhow::Result<std::net::SocketAddr> {
@@ -90,6 +91,7 @@ pub fn start(
         .map_err(|e| anyhow::anyhow!("[api] address: cannot listen on {address}: {e}"))?;
     let local = listener.local_addr()?;
     let token = token.filter(|t| !t.is_empty()).map(Arc::new);
+    let has_token = token.is_some();
     let protected = axum::Router::new()
         .route("/metrics", get(metrics::serve))
         .route("/components", get(components::serve))
@@ -107,8 +109,12 @@ pub fn start(
         .route("/health", get(health))
         .merge(protected)
         .with_state(Api { view, alerts });
-    serve("api", listener, app)?;
-    tracing::info!("admin API on http://{local}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    serve_tls("api", listener, app, tls)?;
+    tracing::info!("admin API on {scheme}://{local}");
+    if !has_token && !crate::config::is_loopback(address) {
+        tracing::warn!("the admin API on {local} is beyond loopback with no token (allow_no_token): anyone who reaches it can read events and run SQL");
+    }
     Ok(local)
 }
 
@@ -119,6 +125,17 @@ pub fn serve(
     what: &str,
     listener: std::net::TcpListener,
     app: axum::Router,
+) -> std::io::Result<()> {
+    serve_tls(what, listener, app, None)
+}
+
+/// [`serve`], over TLS when `tls` is set: each connection's handshake runs
+/// in its own task, within 10 s.
+pub fn serve_tls(
+    what: &str,
+    listener: std::net::TcpListener,
+    app: axum::Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let name = what.to_string();
@@ -133,13 +150,42 @@ pub fn serve(
                 Err(e) => return tracing::error!("{name}: no runtime: {e}"),
             };
             rt.block_on(async move {
-                match tokio::net::TcpListener::from_std(listener) {
-                    Ok(l) => {
-                        if let Err(e) = axum::serve(l, app).await {
-                            tracing::error!("{name} stopped: {e}");
-                        }
+                let l = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => return tracing::error!("{name}: {e}"),
+                };
+                let Some(tls) = tls else {
+                    if let Err(e) = axum::serve(l, app).await {
+                        tracing::error!("{name} stopped: {e}");
                     }
-                    Err(e) => tracing::error!("{name}: {e}"),
+                    return;
+                };
+                loop {
+                    let (tcp, peer) = match l.accept().await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tracing::warn!("{name}: accept: {e}");
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
+                    let (tls, app, name) = (tls.clone(), app.clone(), name.clone());
+                    tokio::spawn(async move {
+                        let wait = std::time::Duration::from_secs(10);
+                        let stream = match tokio::time::timeout(wait, tls.accept(tcp)).await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => return tracing::debug!("{name}: {peer}: TLS: {e}"),
+                            Err(_) => {
+                                return tracing::debug!("{name}: {peer}: TLS handshake too slow")
+                            }
+                        };
+                        let service = hyper_util::service::TowerToHyperService::new(app);
+                        let conn = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                        if let Err(e) = conn.await {
+                            tracing::debug!("{name}: {peer}: {e}");
+                        }
+                    });
                 }
             })
         })?;

@@ -44,7 +44,14 @@ pub async fn serve(
         let (mut seen, mut sent) = (0u64, 0u64);
         let limit = params.limit.unwrap_or(u64::MAX);
         let mut buf = Vec::new();
-        'batches: while let Ok(batch) = tap_rx.recv().await {
+        // Ends when the client leaves, events or not.
+        let next = || async {
+            tokio::select! {
+                batch = tap_rx.recv() => batch.ok(),
+                () = tx.closed() => None,
+            }
+        };
+        'batches: while let Some(batch) = next().await {
             buf.clear();
             for event in batch.iter() {
                 seen += 1;

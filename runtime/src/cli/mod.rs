@@ -198,13 +198,14 @@ impl ApiArgs {
     }
 }
 
-/// Logs go to stderr (stdout carries events); `WEIR_LOG` sets the filter.
+/// Logs go to stderr (stdout carries events), with the pipeline's secrets
+/// masked; `WEIR_LOG` sets the filter.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::config::secrets::RedactingStderr)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .compact()

@@ -21,7 +21,7 @@ pub fn engine(p: &Pipeline) -> Result<PluginEngine> {
 }
 
 pub fn report(problems: &Problems) -> ExitCode {
-    eprintln!("{problems}");
+    eprintln!("{}", crate::config::secrets::redact(&problems.to_string()));
     let n = problems.0.len();
     eprintln!("{n} problem{} found", if n == 1 { "" } else { "s" });
     ExitCode::from(EX_CONFIG)
@@ -66,9 +66,18 @@ pub fn run(path: &Path, watch: bool) -> Result<ExitCode> {
     let mut running = built.start();
     let view: crate::api::Shared = Arc::new(std::sync::RwLock::new(View::of(&running, &p)));
     if let Some(api) = &p.file.api {
+        let tls = match &api.tls {
+            Some(t) => Some(
+                t.resolved(p.base_dir())
+                    .acceptor()
+                    .map_err(|(key, what)| anyhow::anyhow!("[api] tls: {key}: {what}"))?,
+            ),
+            None => None,
+        };
         crate::api::start(
             &api.address,
             api.token.clone(),
+            tls,
             view.clone(),
             running.alerts.clone(),
         )?;

@@ -104,6 +104,7 @@ fn run(a: Args) -> Result<ExitCode> {
         tables: vec!["events".into()],
         schema,
         allowed_lateness: lateness,
+        max_groups: None,
     };
     let mut query = Query::new(&a.sql, opts)?;
     let mut decoder = Decoder::new(format, &a.timestamp_field, DEFAULT_MAX_LINE_BYTES);

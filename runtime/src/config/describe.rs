@@ -1,6 +1,7 @@
 //! A pipeline described as a graph of nodes: what `weir graph` draws and
 //! the admin API's `GET /pipeline` returns.
 
+use super::secrets::{redact, redact_url};
 use super::{Pipeline, ReceiverConfig, SinkConfig, SourceConfig, TransformConfig};
 use serde::Serialize;
 
@@ -43,7 +44,8 @@ impl Kind {
 }
 
 impl Pipeline {
-    /// Every node, in the file's order within each kind.
+    /// Every node, in the file's order within each kind. URLs are shown
+    /// without credentials or query, and no text carries a secret.
     pub fn describe(&self) -> Vec<Node> {
         let f = &self.file;
         let mut out = Vec::new();
@@ -52,9 +54,15 @@ impl Pipeline {
                 id,
                 name: name.to_string(),
                 kind,
-                what,
+                what: redact(&what).into_owned(),
                 inputs,
             })
+        };
+        let urls = |urls: &[String]| {
+            urls.iter()
+                .map(|u| redact_url(u))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         for (n, s) in &f.sources {
             let what = match s {
@@ -62,7 +70,7 @@ impl Pipeline {
                 SourceConfig::Stdin(_) => "stdin".into(),
                 SourceConfig::Generator(_) => "generator".into(),
                 SourceConfig::Kafka(k) => format!("kafka {}", k.topics.join(", ")),
-                SourceConfig::PrometheusScrape(s) => format!("scrape {}", s.targets.join(", ")),
+                SourceConfig::PrometheusScrape(s) => format!("scrape {}", urls(&s.targets)),
                 SourceConfig::PrometheusRemoteWrite(r) => format!("remote write {}", r.address),
                 SourceConfig::FluentForward(f) => format!("forward {}", f.address),
                 SourceConfig::Syslog(s) => format!("syslog {} {}", s.mode.as_str(), s.address),
@@ -86,10 +94,12 @@ impl Pipeline {
                 SinkConfig::Blackhole(_) => "blackhole".into(),
                 SinkConfig::PrometheusExporter(x) => format!("prometheus {}", x.address),
                 SinkConfig::Kafka(x) => format!("kafka {}", x.topic),
-                SinkConfig::Http(x) => format!("http {}", x.uri),
+                SinkConfig::Http(x) => format!("http {}", redact_url(&x.uri)),
                 SinkConfig::Elasticsearch(x) => format!("elasticsearch {}", x.index),
-                SinkConfig::Loki(x) => format!("loki {}", x.endpoint),
-                SinkConfig::PrometheusRemoteWrite(x) => format!("remote write {}", x.endpoint),
+                SinkConfig::Loki(x) => format!("loki {}", redact_url(&x.endpoint)),
+                SinkConfig::PrometheusRemoteWrite(x) => {
+                    format!("remote write {}", redact_url(&x.endpoint))
+                }
             };
             add(n.clone(), n, Kind::Sink, what, s.inputs().to_vec());
         }

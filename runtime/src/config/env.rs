@@ -2,9 +2,14 @@
 //! any value. An unset variable is an error, never an empty string: a
 //! missing secret must not turn into an empty webhook URL.
 
-/// The interpolated text, or `(line, message)` for every unset variable.
-pub fn interpolate(raw: &str) -> Result<String, Vec<(usize, String)>> {
+/// `(line, message)` for each variable that could not be put in.
+pub type Unset = Vec<(usize, String)>;
+
+/// The interpolated text and the values put in it (secrets, as far as
+/// weir knows), or `(line, message)` for every unset variable.
+pub fn interpolate(raw: &str) -> Result<(String, Vec<String>), Unset> {
     let mut out = String::with_capacity(raw.len());
+    let mut values = Vec::new();
     let mut errors = Vec::new();
     for (i, line) in raw.split_inclusive('\n').enumerate() {
         let mut rest = line;
@@ -19,7 +24,10 @@ pub fn interpolate(raw: &str) -> Result<String, Vec<(usize, String)>> {
                     Some(end) => {
                         let name = &body[..end];
                         match std::env::var(name) {
-                            Ok(v) => out.push_str(&v),
+                            Ok(v) => {
+                                out.push_str(&v);
+                                values.push(v);
+                            }
                             Err(_) => errors.push((i + 1, format!("environment variable `{name}` is not set (used as ${{{name}}})"))),
                         }
                         rest = &body[end + 1..];
@@ -37,7 +45,7 @@ pub fn interpolate(raw: &str) -> Result<String, Vec<(usize, String)>> {
         out.push_str(rest);
     }
     if errors.is_empty() {
-        Ok(out)
+        Ok((out, values))
     } else {
         Err(errors)
     }
@@ -51,10 +59,13 @@ mod tests {
     fn replaces_set_variables_and_reports_unset_ones() {
         // SAFETY: no other test reads or writes this variable.
         unsafe { std::env::set_var("WEIR_TEST_HOOK", "https://hooks.example/x") };
+        let (text, values) =
+            interpolate("url = \"${WEIR_TEST_HOOK}\"\ncost = \"$5 $${literal}\"\n").unwrap();
         assert_eq!(
-            interpolate("url = \"${WEIR_TEST_HOOK}\"\ncost = \"$5 $${literal}\"\n").unwrap(),
+            text,
             "url = \"https://hooks.example/x\"\ncost = \"$5 ${literal}\"\n"
         );
+        assert_eq!(values, ["https://hooks.example/x"]);
         let errs = interpolate("a = 1\nb = \"${WEIR_TEST_UNSET_VAR}\"\n").unwrap_err();
         assert_eq!(errs[0].0, 2);
         assert!(errs[0].1.contains("WEIR_TEST_UNSET_VAR"));

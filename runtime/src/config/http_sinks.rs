@@ -24,6 +24,8 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct HttpSink {
     pub inputs: Vec<String>,
+    /// Trust `ca_file`, present `crt_file`/`key_file`, `verify`.
+    pub tls: Option<crate::tls::TlsConfig>,
     pub uri: String,
     #[serde(default)]
     pub encoding: BodyEncoding,
@@ -50,6 +52,8 @@ pub struct HttpSink {
 #[serde(deny_unknown_fields)]
 pub struct ElasticsearchSink {
     pub inputs: Vec<String>,
+    /// Trust `ca_file`, present `crt_file`/`key_file`, `verify`.
+    pub tls: Option<crate::tls::TlsConfig>,
     pub endpoint: String,
     /// `{{ field }}` takes an event's field; `%Y`, `%m`, `%d` (any strftime
     /// item) the event time's date, in UTC.
@@ -95,6 +99,8 @@ pub enum BulkAction {
 #[serde(deny_unknown_fields)]
 pub struct LokiSink {
     pub inputs: Vec<String>,
+    /// Trust `ca_file`, present `crt_file`/`key_file`, `verify`.
+    pub tls: Option<crate::tls::TlsConfig>,
     pub endpoint: String,
     /// Label name → value template; keep them few (Loki indexes them).
     #[serde(default)]
@@ -127,6 +133,8 @@ pub struct LokiSink {
 #[serde(deny_unknown_fields)]
 pub struct RemoteWriteSink {
     pub inputs: Vec<String>,
+    /// Trust `ca_file`, present `crt_file`/`key_file`, `verify`.
+    pub tls: Option<crate::tls::TlsConfig>,
     pub endpoint: String,
     /// Prefix of row-made metric names (default: the first input's name).
     pub namespace: Option<String>,

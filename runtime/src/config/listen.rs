@@ -9,11 +9,84 @@ fn default_max_connections() -> usize {
     1024
 }
 
-/// A connection that holds part of a frame (or of a request) and sends
-/// nothing for this long is closed: slow clients do not pin memory.
+/// Connections open at once from one address, so that one client cannot
+/// take every slot; an agent uses one or a few.
+fn default_max_connections_per_peer() -> usize {
+    64
+}
+
+/// A message (a frame, a forward message, a request's headers and body)
+/// that has begun must be whole within this, however it trickles in: slow
+/// clients do not pin memory or slots.
 fn default_read_timeout() -> String {
     "30s".into()
 }
+
+/// A connection with no message under way that sends nothing for this long
+/// is closed. Agents reconnect by themselves.
+fn default_idle_timeout() -> String {
+    "5m".into()
+}
+
+/// Bytes a listening source holds for all its connections at once:
+/// messages not yet whole, bodies being read, events decoded and not yet
+/// queued. Past it new input is refused until some is let go.
+fn default_max_buffered_bytes() -> usize {
+    256 << 20
+}
+
+/// Events one request or message may decode to: a value shared by many
+/// entries (a tag, a stream's labels) is copied into each.
+fn default_max_decoded_bytes() -> usize {
+    64 << 20
+}
+
+/// The budgets every listening source has, read from its own keys (serde's
+/// `flatten` would lose `deny_unknown_fields`, which catches typos).
+#[derive(Debug, Clone)]
+pub struct ListenSettings<'a> {
+    pub address: &'a str,
+    pub max_connections: usize,
+    pub max_connections_per_peer: usize,
+    pub read_timeout: &'a str,
+    /// None where the protocol's own deadline covers it (HTTP: the header
+    /// deadline starts when a connection waits for its next request).
+    pub idle_timeout: Option<&'a str>,
+    pub max_buffered_bytes: usize,
+    pub tls: Option<&'a crate::tls::TlsConfig>,
+}
+
+/// The listening settings shared by every listening source's config; the
+/// second form for those with an `idle_timeout` of their own.
+macro_rules! listen_settings {
+    ($t:ty) => {
+        listen_settings!($t, |_| None);
+    };
+    ($t:ty, idle_timeout) => {
+        listen_settings!($t, |s: &$t| Some(s.idle_timeout.as_str()));
+    };
+    ($t:ty, $idle:expr) => {
+        impl $t {
+            pub fn listen(&self) -> ListenSettings<'_> {
+                let idle: fn(&$t) -> Option<&str> = $idle;
+                ListenSettings {
+                    address: &self.address,
+                    max_connections: self.max_connections,
+                    max_connections_per_peer: self.max_connections_per_peer,
+                    read_timeout: &self.read_timeout,
+                    idle_timeout: idle(self),
+                    max_buffered_bytes: self.max_buffered_bytes,
+                    tls: self.tls.as_ref(),
+                }
+            }
+        }
+    };
+}
+
+listen_settings!(RemoteWriteSource);
+listen_settings!(HttpSource);
+listen_settings!(FluentForwardSource, idle_timeout);
+listen_settings!(SyslogSource, idle_timeout);
 
 /// Pulls `/metrics` from Prometheus targets, the way Prometheus does.
 ///
@@ -38,6 +111,8 @@ pub struct PrometheusScrapeSource {
     /// A bigger response is a failed scrape.
     #[serde(default = "default_max_scrape_bytes")]
     pub max_bytes: usize,
+    /// Trust `ca_file`, present `crt_file`/`key_file`, `verify`.
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 fn default_scrape_interval() -> String {
@@ -71,8 +146,17 @@ pub struct RemoteWriteSource {
     pub max_body_bytes: usize,
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    #[serde(default = "default_max_connections_per_peer")]
+    pub max_connections_per_peer: usize,
     #[serde(default = "default_read_timeout")]
     pub read_timeout: String,
+    #[serde(default = "default_max_buffered_bytes")]
+    pub max_buffered_bytes: usize,
+    /// Serve TLS (`crt_file`, `key_file`; `ca_file` to require client
+    /// certificates). See [`crate::tls`].
+    pub tls: Option<crate::tls::TlsConfig>,
+    #[serde(default = "default_max_decoded_bytes")]
+    pub max_decoded_bytes: usize,
 }
 
 fn default_remote_write_path() -> String {
@@ -105,8 +189,19 @@ pub struct FluentForwardSource {
     pub max_decompressed_bytes: usize,
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    #[serde(default = "default_max_connections_per_peer")]
+    pub max_connections_per_peer: usize,
     #[serde(default = "default_read_timeout")]
     pub read_timeout: String,
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: String,
+    #[serde(default = "default_max_buffered_bytes")]
+    pub max_buffered_bytes: usize,
+    /// Serve TLS (`crt_file`, `key_file`; `ca_file` to require client
+    /// certificates). See [`crate::tls`].
+    pub tls: Option<crate::tls::TlsConfig>,
+    #[serde(default = "default_max_decoded_bytes")]
+    pub max_decoded_bytes: usize,
 }
 
 fn default_tag_field() -> String {
@@ -139,8 +234,17 @@ pub struct SyslogSource {
     pub max_frame_bytes: usize,
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    #[serde(default = "default_max_connections_per_peer")]
+    pub max_connections_per_peer: usize,
     #[serde(default = "default_read_timeout")]
     pub read_timeout: String,
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: String,
+    #[serde(default = "default_max_buffered_bytes")]
+    pub max_buffered_bytes: usize,
+    /// Serve TLS (`crt_file`, `key_file`; `ca_file` to require client
+    /// certificates). See [`crate::tls`].
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 fn default_max_frame_bytes() -> usize {
@@ -191,8 +295,17 @@ pub struct HttpSource {
     pub max_body_bytes: usize,
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    #[serde(default = "default_max_connections_per_peer")]
+    pub max_connections_per_peer: usize,
     #[serde(default = "default_read_timeout")]
     pub read_timeout: String,
+    #[serde(default = "default_max_buffered_bytes")]
+    pub max_buffered_bytes: usize,
+    /// Serve TLS (`crt_file`, `key_file`; `ca_file` to require client
+    /// certificates). See [`crate::tls`].
+    pub tls: Option<crate::tls::TlsConfig>,
+    #[serde(default = "default_max_decoded_bytes")]
+    pub max_decoded_bytes: usize,
 }
 
 fn default_http_path() -> String {

@@ -27,6 +27,7 @@ mod env;
 mod http_sinks;
 mod listen;
 mod problems;
+pub mod secrets;
 mod types;
 
 pub use alerts::*;
@@ -59,17 +60,28 @@ impl Pipeline {
         Self::parse(path, &raw)
     }
 
+    /// Interpolates and parses `raw`; its secrets are known to
+    /// [`secrets::redact`] from here on, whether it parses or not.
     pub fn parse(path: &Path, raw: &str) -> Result<Pipeline, Problems> {
-        let text = env::interpolate(raw).map_err(|errs| {
+        let (text, from_env) = env::interpolate(raw).map_err(|errs| {
             Problems(
                 errs.into_iter()
                     .map(|(line, msg)| Problem::new(path, Some(line), msg))
                     .collect(),
             )
         })?;
+        let mut found = secrets::Secrets::default();
+        for v in &from_env {
+            found.add_from_env(v);
+        }
+        if let Ok(table) = toml::from_str::<toml::Table>(&text) {
+            found.add_from_toml(&table);
+        }
+        secrets::install(&found);
         let file: PipelineFile = toml::from_str(&text).map_err(|e| {
             let line = e.span().map(|s| line_of(&text, s.start));
-            Problems::one(Problem::new(path, line, e.message().trim().to_string()))
+            let message = found.redact(e.message().trim()).into_owned();
+            Problems::one(Problem::new(path, line, message))
         })?;
         let p = Pipeline {
             path: path.to_path_buf(),
@@ -143,9 +155,43 @@ impl Pipeline {
             .chain(f.sinks.keys().map(|k| ("sinks", k.as_str())))
     }
 
+    /// `[api]` is not opened by mistake: an empty token, or an address
+    /// beyond loopback without a token (unless `allow_no_token`), is a
+    /// problem.
+    fn check_api(&self, problems: &mut Vec<Problem>) {
+        let Some(api) = &self.file.api else { return };
+        let line = |key: &str| {
+            let header = self.text.lines().position(|l| l.trim() == "[api]")?;
+            let at = self
+                .text
+                .lines()
+                .skip(header + 1)
+                .take_while(|l| !l.trim_start().starts_with('['))
+                .position(|l| {
+                    let l = l.trim_start();
+                    l.starts_with(key) && l[key.len()..].trim_start().starts_with('=')
+                });
+            Some(header + 1 + at.map_or(0, |a| a + 1))
+        };
+        let problem = |key: &str, msg: String| Problem::new(&self.path, line(key), msg);
+        match &api.token {
+            Some(t) if t.trim().is_empty() => problems.push(problem(
+                "token",
+                "[api] token is empty, which would serve the API to anyone: set a token (`token = \"${WEIR_API_TOKEN}\"` with the variable set) or remove the key".into(),
+            )),
+            Some(_) => {}
+            None if !api.allow_no_token && !is_loopback(&api.address) => problems.push(problem(
+                "address",
+                format!("[api] listens on {} beyond loopback with no token: anyone who reaches it can read events (/tap) and run SQL; set `token`, or `allow_no_token = true` to serve it anyway", api.address),
+            )),
+            None => {}
+        }
+    }
+
     /// Names are unique, inputs exist, nothing feeds on a sink, no cycles.
     fn check_graph(&self) -> Result<(), Problems> {
         let mut problems = Vec::new();
+        self.check_api(&mut problems);
         let f = &self.file;
         let mut seen = std::collections::HashMap::new();
         for (section, name) in self.components() {
@@ -322,6 +368,18 @@ impl Pipeline {
     }
 }
 
+/// Whether every address `address` resolves to is a loopback one (an
+/// address that does not resolve is not).
+pub fn is_loopback(address: &str) -> bool {
+    match std::net::ToSocketAddrs::to_socket_addrs(address) {
+        Ok(addrs) => {
+            let addrs: Vec<_> = addrs.collect();
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
 pub fn line_of(text: &str, byte: usize) -> usize {
     text[..byte.min(text.len())].matches('\n').count() + 1
 }
@@ -454,5 +512,28 @@ inputs = ["keep"]
         assert!(parse(&cyc).unwrap_err().contains("cycle: keep -> keep"));
         let extra = format!("{OK}\n[sinks.two]\ntype = \"blackhole\"\ninputs = [\"out\"]\n");
         assert!(parse(&extra).unwrap_err().contains("`out` is a sink"));
+    }
+
+    #[test]
+    fn an_api_open_to_anyone_is_refused() {
+        let api = |section: &str| parse(&format!("{section}\n{OK}"));
+        let err = api("[api]\ntoken = \"\"").unwrap_err();
+        assert!(err.starts_with("p.toml:2: [api] token is empty"), "{err}");
+        let err = api("[api]\naddress = \"0.0.0.0:8686\"").unwrap_err();
+        assert!(
+            err.starts_with(
+                "p.toml:2: [api] listens on 0.0.0.0:8686 beyond loopback with no token"
+            ),
+            "{err}"
+        );
+        for ok in [
+            "[api]\naddress = \"0.0.0.0:8686\"\ntoken = \"t0ken\"",
+            "[api]\naddress = \"0.0.0.0:8686\"\nallow_no_token = true",
+            "[api]\naddress = \"127.0.0.1:8686\"",
+            "[api]\naddress = \"[::1]:8686\"",
+            "[api]",
+        ] {
+            assert!(api(ok).is_ok(), "{ok}");
+        }
     }
 }

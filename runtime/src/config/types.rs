@@ -82,7 +82,14 @@ pub struct ApiConfig {
     pub address: String,
     /// When set, every route but `/health` wants `Authorization: Bearer
     /// TOKEN`; keep it in the environment: `token = "${WEIR_API_TOKEN}"`.
+    /// An empty token is refused: it would open the API silently.
     pub token: Option<String>,
+    /// Serve an address beyond loopback without a token anyway (events,
+    /// live SQL and silences are then anyone's who reaches it).
+    #[serde(default)]
+    pub allow_no_token: bool,
+    /// Serve the API over TLS (`crt_file`, `key_file`, `ca_file`).
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 fn default_api_address() -> String {
@@ -358,6 +365,16 @@ pub struct QueryConfig {
     /// absent.
     #[serde(default)]
     pub schema: Option<IndexMap<String, String>>,
+    /// Groups open at once over all of the query's windows (100,000 by
+    /// default): past it, rows that would open a new group are left out and
+    /// counted (`max_groups`), so a GROUP BY over trace ids cannot take the
+    /// memory. Groups already open keep aggregating.
+    #[serde(default = "default_max_groups")]
+    pub max_groups: usize,
+}
+
+fn default_max_groups() -> usize {
+    100_000
 }
 
 fn zero_duration() -> String {

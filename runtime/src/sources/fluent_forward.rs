@@ -5,8 +5,8 @@
 //! the chunk's events has accepted them, not when they were read: a chunk
 //! lost on the way is never acked, and the client sends it again.
 
-use super::net::{self, Net, Read};
-use crate::codec::forward::{self, Limits};
+use super::net::{self, Conn, Net, Read, Stream};
+use crate::codec::forward::{self, Limits, Scan};
 use crate::codec::timestamp::now_ns;
 use crate::config::FluentForwardSource;
 use crate::topology::Ack;
@@ -14,28 +14,28 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 /// Bytes asked of the socket per read.
 const READ: usize = 64 << 10;
 
-pub fn run(net: Net, cfg: &FluentForwardSource, read_timeout: Duration) {
+pub fn run(net: Net, cfg: &FluentForwardSource) {
     let runner = net.clone();
     let settings = Arc::new(Settings {
         limits: Limits {
             max_message_bytes: cfg.max_message_bytes,
             max_decompressed_bytes: cfg.max_decompressed_bytes,
+            max_decoded_bytes: cfg.max_decoded_bytes,
         },
         tag_field: cfg.tag_field.clone(),
-        read_timeout,
     });
     runner.block_on(async move {
         let Some(listener) = net::bind(&net, &cfg.address).await else {
             return;
         };
-        net::serve_tcp(&net, listener, cfg.max_connections, |stream, peer| {
-            connection(net.clone(), stream, peer, settings.clone())
+        let each = net.clone();
+        net::serve_tcp(&net, listener, move |stream, peer| {
+            connection(each.clone(), stream, peer, settings.clone())
         })
         .await
     });
@@ -44,11 +44,10 @@ pub fn run(net: Net, cfg: &FluentForwardSource, read_timeout: Duration) {
 struct Settings {
     limits: Limits,
     tag_field: String,
-    read_timeout: Duration,
 }
 
-async fn connection(net: Net, stream: TcpStream, peer: SocketAddr, settings: Arc<Settings>) {
-    let (mut reader, mut writer) = stream.into_split();
+async fn connection(net: Net, stream: Stream, peer: SocketAddr, settings: Arc<Settings>) {
+    let (mut reader, mut writer) = tokio::io::split(stream);
     // Acks are written by a task of their own: they are due whenever the
     // sinks accept, while this task may be waiting for the next message.
     let (acks_tx, mut acks_rx) = mpsc::unbounded_channel::<Vec<String>>();
@@ -65,20 +64,21 @@ async fn connection(net: Net, stream: TcpStream, peer: SocketAddr, settings: Arc
     let mut filled = 0;
     let mut pending = net.batch();
     let mut chunks: Vec<String> = Vec::new();
+    let mut conn = Conn::new(&net, peer);
+    let mut scan = Scan::default();
+    // The read buffer and the events not yet sent, out of the source's
+    // budget: many half-sent messages together cannot exhaust memory.
+    let mut held = net.limits.buffered.hold();
     'conn: loop {
         if buf.len() - filled < READ {
+            if !held.set(filled + READ + pending.batch.byte_len()) {
+                net.over_budget(peer, "part of a forward message; closing");
+                break;
+            }
             buf.resize(filled + READ, 0);
         }
         let partial = filled > 0;
-        let read = net::read(
-            &net,
-            peer,
-            &mut reader,
-            &mut buf[filled..],
-            partial,
-            settings.read_timeout,
-        );
-        match read.await {
+        match conn.read(&mut reader, &mut buf[filled..], partial).await {
             Read::Data(n) => filled += n,
             Read::Eof if filled > 0 => {
                 net.bad_input("truncated", peer, "connection closed inside a message");
@@ -89,7 +89,8 @@ async fn connection(net: Net, stream: TcpStream, peer: SocketAddr, settings: Arc
         let mut at = 0;
         loop {
             let now = now_ns();
-            let decoded = forward::decode(
+            let decoded = forward::decode_from(
+                &mut scan,
                 &buf[at..filled],
                 &settings.limits,
                 &settings.tag_field,
@@ -99,6 +100,7 @@ async fn connection(net: Net, stream: TcpStream, peer: SocketAddr, settings: Arc
             match decoded {
                 Ok(Some(m)) => {
                     at += m.consumed;
+                    conn.message_done();
                     if m.errors > 0 {
                         let what =
                             format!("{} records were not maps (kept with `_error`)", m.errors);
@@ -125,6 +127,11 @@ async fn connection(net: Net, stream: TcpStream, peer: SocketAddr, settings: Arc
         if buf.len() > READ * 2 && filled < READ {
             buf.truncate(READ);
             buf.shrink_to(READ);
+        }
+        // Decoded events wait for the pipeline out of the budget too.
+        if !held.set(buf.len() + pending.batch.byte_len()) {
+            net.over_budget(peer, "events of a forward message; closing");
+            break;
         }
         if send(&mut pending, &mut chunks, &acks_tx).await.is_err() {
             break;

@@ -22,7 +22,13 @@ struct Target {
     instance: String,
 }
 
-pub fn run(net: Net, cfg: &PrometheusScrapeSource, interval: Duration, timeout: Duration) {
+pub fn run(
+    net: Net,
+    cfg: &PrometheusScrapeSource,
+    interval: Duration,
+    timeout: Duration,
+    tls: Option<crate::tls::ClientTls>,
+) {
     let job = cfg.job.clone().unwrap_or_else(|| net.name.to_string());
     let targets: Vec<Target> = cfg
         .targets
@@ -34,7 +40,12 @@ pub fn run(net: Net, cfg: &PrometheusScrapeSource, interval: Duration, timeout: 
         .collect();
     let runner = net.clone();
     runner.block_on(async move {
-        let client = match reqwest::Client::builder()
+        crate::install_tls_provider();
+        let builder = match &tls {
+            Some(tls) => tls.apply(reqwest::Client::builder()),
+            None => reqwest::Client::builder(),
+        };
+        let client = match builder
             .timeout(timeout)
             .user_agent(concat!("weir/", env!("CARGO_PKG_VERSION")))
             .build()

@@ -3,16 +3,14 @@
 //! so rsyslog and syslog-ng forward to weir unchanged. Every event carries
 //! the sender's address as `source_ip`.
 
-use super::net::{self, Net, Read};
+use super::net::{self, Conn, Net, Read, Stream};
 use crate::codec::syslog::{self, Framer};
 use crate::codec::timestamp::now_ns;
 use crate::config::{SyslogMode, SyslogSource};
 use std::net::SocketAddr;
-use std::time::Duration;
-use tokio::net::TcpStream;
 use weir_layout::{BatchBuf, Encoder, LayoutError};
 
-pub fn run(net: Net, cfg: &SyslogSource, read_timeout: Duration) {
+pub fn run(net: Net, cfg: &SyslogSource) {
     let runner = net.clone();
     runner.block_on(async move {
         match cfg.mode {
@@ -20,9 +18,9 @@ pub fn run(net: Net, cfg: &SyslogSource, read_timeout: Duration) {
                 let Some(listener) = net::bind(&net, &cfg.address).await else {
                     return;
                 };
-                let max_frame = cfg.max_frame_bytes;
-                net::serve_tcp(&net, listener, cfg.max_connections, |stream, peer| {
-                    connection(net.clone(), stream, peer, max_frame, read_timeout)
+                let (max_frame, each) = (cfg.max_frame_bytes, net.clone());
+                net::serve_tcp(&net, listener, move |stream, peer| {
+                    connection(each.clone(), stream, peer, max_frame)
                 })
                 .await
             }
@@ -31,28 +29,16 @@ pub fn run(net: Net, cfg: &SyslogSource, read_timeout: Duration) {
     });
 }
 
-async fn connection(
-    net: Net,
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    max_frame: usize,
-    read_timeout: Duration,
-) {
+async fn connection(net: Net, mut stream: Stream, peer: SocketAddr, max_frame: usize) {
     let mut framer = Framer::new(max_frame);
     let mut pending = net.batch();
+    let mut conn = Conn::new(&net, peer);
+    // The part of a frame not yet whole, out of the source's budget.
+    let mut held = net.limits.buffered.hold();
     let ip = peer.ip().to_string();
     loop {
         let partial = framer.buffered() > 0;
-        match net::read(
-            &net,
-            peer,
-            &mut stream,
-            framer.spare(),
-            partial,
-            read_timeout,
-        )
-        .await
-        {
+        match conn.read(&mut stream, framer.spare(), partial).await {
             Read::Data(n) => framer.filled(n),
             Read::Eof => {
                 if let Some(last) = framer.finish() {
@@ -63,6 +49,7 @@ async fn connection(
             Read::End => break,
         }
         while let Some(frame) = framer.next_frame() {
+            conn.message_done();
             match frame {
                 Ok(msg) => decode(&net, &mut pending.batch, msg, peer, &ip),
                 Err(e @ syslog::FrameError::TooLong { .. }) => {
@@ -73,6 +60,10 @@ async fn connection(
             if pending.is_full() && pending.flush(Vec::new()).await.is_err() {
                 return;
             }
+        }
+        if !held.set(framer.buffered()) {
+            net.over_budget(peer, "part of a frame; closing");
+            break;
         }
         if pending.flush(Vec::new()).await.is_err() {
             return;

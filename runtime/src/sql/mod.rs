@@ -43,10 +43,14 @@ pub fn build(p: &Pipeline, name: &str, q: &QueryConfig) -> Result<QueryJob, Prob
         }
         None => None,
     };
+    if q.max_groups == 0 {
+        return Err(p.problem("queries", name, Some("max_groups"), "must be more than 0"));
+    }
     let opts = QueryOptions {
         tables: table_names(&q.inputs),
         schema,
         allowed_lateness: lateness,
+        max_groups: Some(q.max_groups),
     };
     let query = Query::new(&q.sql, opts)
         .map_err(|e| p.problem("queries", name, Some("sql"), e.to_string()))?;
@@ -81,6 +85,7 @@ pub fn run(name: &str, job: QueryJob, input: Rx, out: Output, late: Output) {
     let stats = out.stats.clone();
     let mut failed = false;
     let mut misfit_logged = false;
+    let mut over_max_groups = 0;
     let mut last_event = Instant::now();
     let mut held = Held::default();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -170,6 +175,13 @@ pub fn run(name: &str, job: QueryJob, input: Rx, out: Output, late: Output) {
             }
         }
         let qs = query.stats();
+        if qs.over_max_groups > over_max_groups {
+            if over_max_groups == 0 {
+                tracing::warn!(query = name, "{} groups are open, the query's max_groups: rows of new groups are left out (counted as `max_groups`) until windows close; raise max_groups if the key is meant to have that many values", qs.open_groups);
+            }
+            stats.count_reason("max_groups", qs.over_max_groups - over_max_groups);
+            over_max_groups = qs.over_max_groups;
+        }
         if qs.watermark != i64::MIN {
             stats.watermark_ns.store(qs.watermark, Ordering::Relaxed);
         }
@@ -307,6 +319,7 @@ mod tests {
             tables: vec!["events".into()],
             schema: Some(schema),
             allowed_lateness: 0,
+            max_groups: None,
         };
         let sql =
             "SELECT window_start, count(*) AS n FROM events GROUP BY tumble(interval '1 minute')";

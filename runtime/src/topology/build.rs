@@ -321,38 +321,46 @@ fn build_against(
                         "no targets to scrape",
                     ));
                 }
+                let tls = match cfg.tls.as_ref().map(|t| t.resolved(p.base_dir()).client()) {
+                    Some(Err((key, what))) => {
+                        let what = format!("{key}: {what}");
+                        problems.push(p.problem("sources", name, Some("tls"), what));
+                        None
+                    }
+                    loaded => loaded.and_then(Result::ok),
+                };
                 let net = batcher.into_net(name, sd);
-                Box::new(move || sources::prometheus_scrape::run(net, &cfg, interval, timeout))
+                Box::new(move || sources::prometheus_scrape::run(net, &cfg, interval, timeout, tls))
             }
             SourceConfig::FluentForward(cfg) => {
-                let timeout =
-                    positive_duration(p, &mut problems, name, "read_timeout", &cfg.read_timeout);
-                let net = batcher.into_net(name, sd);
-                Box::new(move || sources::fluent_forward::run(net, &cfg, timeout))
+                let (limits, tls) = listen_limits(p, &mut problems, name, &cfg.listen());
+                let net = batcher.into_net(name, sd).with_limits(limits, tls);
+                Box::new(move || sources::fluent_forward::run(net, &cfg))
             }
             SourceConfig::Syslog(cfg) => {
-                let timeout =
-                    positive_duration(p, &mut problems, name, "read_timeout", &cfg.read_timeout);
-                let net = batcher.into_net(name, sd);
-                Box::new(move || sources::syslog::run(net, &cfg, timeout))
+                let (limits, tls) = listen_limits(p, &mut problems, name, &cfg.listen());
+                if cfg.tls.is_some() && cfg.mode == crate::config::SyslogMode::Udp {
+                    let what = "TLS is for `mode = \"tcp\"`; syslog over UDP has none";
+                    problems.push(p.problem("sources", name, Some("tls"), what));
+                }
+                let net = batcher.into_net(name, sd).with_limits(limits, tls);
+                Box::new(move || sources::syslog::run(net, &cfg))
             }
             SourceConfig::Http(cfg) => {
-                let timeout =
-                    positive_duration(p, &mut problems, name, "read_timeout", &cfg.read_timeout);
+                let (limits, tls) = listen_limits(p, &mut problems, name, &cfg.listen());
                 if !cfg.path.starts_with('/') {
                     problems.push(p.problem("sources", name, Some("path"), "must start with `/`"));
                 }
-                let net = batcher.into_net(name, sd);
-                Box::new(move || sources::http::run_http(net, &cfg, timeout))
+                let net = batcher.into_net(name, sd).with_limits(limits, tls);
+                Box::new(move || sources::http::run_http(net, &cfg))
             }
             SourceConfig::PrometheusRemoteWrite(cfg) => {
-                let timeout =
-                    positive_duration(p, &mut problems, name, "read_timeout", &cfg.read_timeout);
+                let (limits, tls) = listen_limits(p, &mut problems, name, &cfg.listen());
                 if !cfg.path.starts_with('/') {
                     problems.push(p.problem("sources", name, Some("path"), "must start with `/`"));
                 }
-                let net = batcher.into_net(name, sd);
-                Box::new(move || sources::http::run_remote_write(net, &cfg, timeout))
+                let net = batcher.into_net(name, sd).with_limits(limits, tls);
+                Box::new(move || sources::http::run_remote_write(net, &cfg))
             }
         };
         jobs.push((name.clone(), job));
@@ -475,6 +483,7 @@ fn build_against(
     }
 
     for (name, s) in f.sinks.iter().filter(|(n, _)| kept(n).is_none()) {
+        let s = &sinks::http::with_tls_resolved(s, p.base_dir());
         let s_stats = Arc::new(Stats::default());
         stats.push((name.clone(), s_stats.clone()));
         let (tx, rx) = new_queues
@@ -751,6 +760,47 @@ impl Running {
 }
 
 /// A duration setting that must be more than zero ("15s", "500ms").
+/// A listening source's budgets, checked (durations parse and are above
+/// zero, counts and byte budgets are above zero), and its TLS acceptor.
+fn listen_limits(
+    p: &Pipeline,
+    problems: &mut Vec<crate::config::Problem>,
+    name: &str,
+    l: &crate::config::ListenSettings<'_>,
+) -> (sources::net::Limits, Option<tokio_rustls::TlsAcceptor>) {
+    let tls = l
+        .tls
+        .and_then(|t| match t.resolved(p.base_dir()).acceptor() {
+            Ok(a) => Some(a),
+            Err((key, what)) => {
+                problems.push(p.problem("sources", name, Some("tls"), format!("{key}: {what}")));
+                None
+            }
+        });
+    let read_timeout = positive_duration(p, problems, name, "read_timeout", l.read_timeout);
+    let idle_timeout = match l.idle_timeout {
+        Some(t) => positive_duration(p, problems, name, "idle_timeout", t),
+        None => read_timeout,
+    };
+    for (key, n) in [
+        ("max_connections", l.max_connections),
+        ("max_connections_per_peer", l.max_connections_per_peer),
+        ("max_buffered_bytes", l.max_buffered_bytes),
+    ] {
+        if n == 0 {
+            problems.push(p.problem("sources", name, Some(key), "must be more than 0"));
+        }
+    }
+    let limits = sources::net::Limits {
+        max_connections: l.max_connections.max(1),
+        max_connections_per_peer: l.max_connections_per_peer.max(1),
+        read_timeout,
+        idle_timeout,
+        buffered: sources::net::Budget::new(l.max_buffered_bytes),
+    };
+    (limits, tls)
+}
+
 fn positive_duration(
     p: &Pipeline,
     problems: &mut Vec<crate::config::Problem>,

@@ -216,7 +216,11 @@ async fn post_json(
             return Err(Failure::Retry {
                 after: None,
                 // `{:#}` prints the causes too (connection refused, ...).
-                why: format!("POST {}: {:#}", redact(url), anyhow::Error::new(e)),
+                why: format!(
+                    "POST {}: {:#}",
+                    redact(url),
+                    anyhow::Error::new(e.without_url())
+                ),
             });
         }
     };

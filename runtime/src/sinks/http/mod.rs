@@ -67,6 +67,7 @@ pub struct Endpoint {
     pub headers: HeaderMap,
     pub basic: Option<(String, String)>,
     pub gzip: bool,
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 /// What an HTTP sink's settings say about reaching its endpoint.
@@ -77,6 +78,7 @@ struct Access<'a> {
     basic: Option<(&'a str, &'a str)>,
     headers: &'a indexmap::IndexMap<String, String>,
     compression: Compression,
+    tls: Option<&'a crate::tls::TlsConfig>,
 }
 
 impl Endpoint {
@@ -111,6 +113,8 @@ impl Endpoint {
                 HeaderValue::from_static("gzip"),
             );
         }
+        let tls = a.tls.map(|t| t.client()).transpose();
+        let tls = tls.map_err(|(key, what)| ("tls", format!("{key}: {what}")))?;
         Ok(Endpoint {
             name: name.to_string(),
             url: a.url,
@@ -118,12 +122,19 @@ impl Endpoint {
             headers,
             basic: a.basic.map(|(u, p)| (u.to_string(), p.to_string())),
             gzip,
+            tls,
         })
     }
 
     /// Made when the sink starts, not when the pipeline is checked.
     fn client(&self) -> Result<Client, String> {
-        Client::builder()
+        crate::install_tls_provider();
+        let builder = Client::builder();
+        let builder = match &self.tls {
+            Some(tls) => tls.apply_blocking(builder),
+            None => builder,
+        };
+        builder
             .timeout(self.timeout)
             .user_agent(concat!("weir/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -156,6 +167,23 @@ fn gzip(body: &[u8]) -> Vec<u8> {
 /// An HTTP sink, ready to send.
 pub type Prepared = (Endpoint, Box<dyn Api + Send>);
 
+/// `cfg` with the paths of its `tls` setting taken from `base` (the
+/// pipeline file's directory).
+pub fn with_tls_resolved(cfg: &SinkConfig, base: &std::path::Path) -> SinkConfig {
+    let mut cfg = cfg.clone();
+    let tls = match &mut cfg {
+        SinkConfig::Http(c) => &mut c.tls,
+        SinkConfig::Elasticsearch(c) => &mut c.tls,
+        SinkConfig::Loki(c) => &mut c.tls,
+        SinkConfig::PrometheusRemoteWrite(c) => &mut c.tls,
+        _ => return cfg,
+    };
+    if let Some(t) = tls {
+        *t = t.resolved(base);
+    }
+    cfg
+}
+
 /// The endpoint and API of an HTTP sink's settings; the error names the
 /// setting that is wrong. `weir validate` calls this too.
 pub fn prepare(name: &str, cfg: &SinkConfig) -> Result<Prepared, (&'static str, String)> {
@@ -168,6 +196,7 @@ pub fn prepare(name: &str, cfg: &SinkConfig) -> Result<Prepared, (&'static str, 
             basic: None,
             headers: &c.headers,
             compression: c.compression,
+            tls: c.tls.as_ref(),
         },
         SinkConfig::Elasticsearch(c) => Access {
             url: base(&c.endpoint, "/_bulk"),
@@ -179,6 +208,7 @@ pub fn prepare(name: &str, cfg: &SinkConfig) -> Result<Prepared, (&'static str, 
                 .map(|u| (u, c.password.as_deref().unwrap_or(""))),
             headers: &c.headers,
             compression: c.compression,
+            tls: c.tls.as_ref(),
         },
         SinkConfig::Loki(c) => Access {
             url: base(&c.endpoint, "/loki/api/v1/push"),
@@ -187,6 +217,7 @@ pub fn prepare(name: &str, cfg: &SinkConfig) -> Result<Prepared, (&'static str, 
             basic: None,
             headers: &c.headers,
             compression: c.compression,
+            tls: c.tls.as_ref(),
         },
         SinkConfig::PrometheusRemoteWrite(c) => Access {
             url: c.endpoint.clone(),
@@ -195,6 +226,7 @@ pub fn prepare(name: &str, cfg: &SinkConfig) -> Result<Prepared, (&'static str, 
             basic: None,
             headers: &c.headers,
             compression: Compression::None,
+            tls: c.tls.as_ref(),
         },
         _ => return Err(("type", "not an HTTP sink".into())),
     };
