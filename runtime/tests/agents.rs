@@ -2,7 +2,7 @@
 //! prometheus-node-exporter scraped, real Prometheus scraping weir and
 //! remote-writing to it, rsyslog forwarding over TCP and UDP, and Fluent
 //! clients (Python's and Node's fluent-logger) in every mode they have,
-//! acks included. Debian packages and the clients are installed by
+//! acks included; rsyslog and Node's fluent-logger over TLS. Debian packages and the clients are installed by
 //! `scripts/test`.
 
 mod common;
@@ -461,4 +461,113 @@ const modes = ["Message", "PackedForward", "CompressedPackedForward"];
     }
     let py = events.iter().find(|e| e["tag"] == "py.message").unwrap();
     assert_eq!(py["text"], "ünïcode", "{py}");
+}
+
+/// rsyslog's TLS driver (gtls, from rsyslog-gnutls) and Node's
+/// fluent-logger with `tls` send to weir's syslog and forward listeners
+/// over TLS, checking weir's certificate against the test's CA.
+#[test]
+fn rsyslog_and_fluent_logger_send_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    common::tls::certificates(d);
+    let (syslog, forward, rsyslog_in) = (free_port(), free_port(), free_port());
+    let out = d.join("out.jsonl");
+    let p = pipeline(
+        d,
+        &format!(
+            r#"
+[sources.syslog]
+type = "syslog"
+address = "127.0.0.1:{syslog}"
+tls = {{ crt_file = "server.crt", key_file = "server.key" }}
+
+[sources.agents]
+type = "fluent_forward"
+address = "127.0.0.1:{forward}"
+tls = {{ crt_file = "server.crt", key_file = "server.key" }}
+
+[sinks.out]
+type = "file"
+path = "{}"
+inputs = ["syslog", "agents"]
+"#,
+            out.display()
+        ),
+    );
+    let weir = start(&p, &[]);
+    for port in [syslog, forward] {
+        eventually(30, "weir's TLS listeners", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+    }
+    let conf = d.join("rsyslog.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"global(workDirectory="{dir}" DefaultNetstreamDriverCAFile="{dir}/ca.crt")
+module(load="imudp")
+input(type="imudp" address="127.0.0.1" port="{rsyslog_in}")
+*.* action(type="omfwd" target="127.0.0.1" port="{syslog}" protocol="tcp" StreamDriver="gtls" StreamDriverMode="1" StreamDriverAuthMode="x509/certvalid" TCP_Framing="octet-counted" template="RSYSLOG_SyslogProtocol23Format")
+"#,
+            dir = d.display()
+        ),
+    )
+    .unwrap();
+    let _rsyslog = spawn(
+        Command::new("rsyslogd")
+            .arg("-n")
+            .arg("-f")
+            .arg(&conf)
+            .arg("-i")
+            .arg(d.join("rsyslog.pid")),
+    );
+    let mut sent = 0;
+    eventually(60, "a message through rsyslog over TLS", || {
+        sent += 1;
+        let status = Command::new("logger")
+            .args(["-d", "-n", "127.0.0.1", "-P", &rsyslog_in.to_string()])
+            .args(["-t", "tls-test"])
+            .arg(format!("over gtls {sent}"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::thread::sleep(Duration::from_millis(200));
+        events_in(&out).iter().any(|e| e["appname"] == "tls-test")
+    });
+
+    let node = format!(
+        r#"
+const fs = require("fs");
+const logger = require("fluent-logger");
+const s = logger.createFluentSender("node", {{
+  host: "127.0.0.1", port: {forward}, requireAckResponse: true, ackResponseTimeout: 10000,
+  tls: true, tlsOptions: {{ ca: fs.readFileSync("{ca}") }},
+}});
+s.emit("tls", {{ message: "fluent-logger over tls" }}, (err) => {{
+  if (err) {{ console.error(err); process.exit(1); }}
+  s.end();
+  console.log("ok");
+}});
+"#,
+        ca = d.join("ca.crt").display()
+    );
+    let node = Command::new("node")
+        .arg("-e")
+        .arg(&node)
+        .env("NODE_PATH", repo().join("target/tools/npm/node_modules"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&node.stdout).trim(),
+        "ok",
+        "{}",
+        String::from_utf8_lossy(&node.stderr)
+    );
+    eventually(10, "the fluent-logger event", || {
+        events_in(&out)
+            .iter()
+            .any(|e| e["message"] == "fluent-logger over tls" && e["tag"] == "node.tls")
+    });
+    stop(weir);
 }

@@ -3,6 +3,7 @@
 
 pub mod net;
 pub mod tansu;
+pub mod tls;
 
 pub use net::free_port;
 

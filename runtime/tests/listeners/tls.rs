@@ -5,36 +5,11 @@
 //! over HTTPS.
 
 use crate::common::*;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
-
-/// A CA, a server certificate for 127.0.0.1 and a client certificate, as
-/// PEM files in `dir`.
-fn certificates(dir: &Path) {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    // Names of their own: a leaf named like its CA looks self-signed.
-    ca.distinguished_name
-        .push(DnType::CommonName, "weir test CA");
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-    let leaf = |names: Vec<String>, file: &str| {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(names).unwrap();
-        params.distinguished_name.push(DnType::CommonName, file);
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        std::fs::write(dir.join(format!("{file}.crt")), cert.pem()).unwrap();
-        std::fs::write(dir.join(format!("{file}.key")), key.serialize_pem()).unwrap();
-    };
-    std::fs::write(dir.join("ca.crt"), ca_cert.pem()).unwrap();
-    leaf(vec!["127.0.0.1".into(), "localhost".into()], "server");
-    leaf(vec!["client.weir.test".into()], "client");
-}
 
 /// Sends `bytes` over TLS to 127.0.0.1:`port`, trusting `ca.crt`.
 fn send_tls(dir: &Path, port: u16, bytes: &[u8]) {
@@ -84,7 +59,7 @@ fn curl(args: &[&str]) -> (bool, String) {
 fn listeners_and_clients_speak_tls_with_certificates_made_here() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    certificates(d);
+    crate::common::tls::certificates(d);
     let [api, syslog, forward, http] = [(); 4].map(|()| free_port());
     let out = d.join("out.jsonl");
     let server = r#"tls = { crt_file = "server.crt", key_file = "server.key" }"#;
