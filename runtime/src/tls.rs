@@ -3,7 +3,8 @@
 //! A listener (`http`, `prometheus_remote_write`, `syslog` over TCP,
 //! `fluent_forward`, the admin API) serves TLS with `crt_file` and
 //! `key_file`; with `ca_file` too, every client must present a certificate
-//! signed by it. A client (the HTTP sinks, `prometheus_scrape`) trusts
+//! signed by it. A client (the HTTP sinks, `prometheus_scrape`, the Slack
+//! and webhook receivers) trusts
 //! `ca_file` besides the system's roots, presents `crt_file`/`key_file` when
 //! the server asks, and checks the server's certificate unless `verify =
 //! false`.
@@ -27,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The `tls` setting of a listener or a client.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// The certificate chain this side presents (PEM).

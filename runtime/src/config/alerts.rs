@@ -127,6 +127,8 @@ pub struct SlackReceiver {
     /// How long to keep retrying one notification (default `5m`).
     #[serde(default = "default_retry_for")]
     pub retry_for: String,
+    /// Trust `ca_file`, present `crt_file`/`key_file`, `verify`.
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 /// POSTs Alertmanager's webhook JSON (version 4).
@@ -142,6 +144,8 @@ pub struct WebhookReceiver {
     pub max_alerts: usize,
     #[serde(default = "default_retry_for")]
     pub retry_for: String,
+    /// Trust `ca_file`, present `crt_file`/`key_file`, `verify`.
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 /// One line per notification on standard output, for local runs.

@@ -431,6 +431,15 @@ inputs = ["forward"]
     let (status, _) = post(http, "/", &[], b"{\"small\":1}");
     let small_took = started.elapsed();
     assert_eq!(status, 200);
+    // A body cut short is a bad request, not one too large.
+    let mut s = TcpStream::connect(("127.0.0.1", http)).unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"a\":1}")
+        .unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("cut short"), "{answer}");
     let (status, answer) = big.join().unwrap();
     assert_eq!(status, 200, "{answer}");
     assert!(answer.contains("\"events\":300000"), "{answer}");

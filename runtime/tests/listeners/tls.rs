@@ -94,6 +94,29 @@ inputs = ["syslog"]
 uri = "https://127.0.0.1:{http}/"
 tls = {{ ca_file = "ca.crt", crt_file = "client.crt", key_file = "client.key" }}
 
+# An alert whose webhook goes to the http source, with the certificate.
+[sources.gen]
+type = "generator"
+rate = 50
+
+[queries.count]
+inputs = ["gen"]
+sql = "SELECT tumble(interval '1 second') AS w, count(*) AS n FROM gen GROUP BY w"
+idle_timeout = "1s"
+
+[alerts.traffic]
+query = "count"
+condition = "n > 0"
+
+[route]
+receiver = "hook"
+group_wait = "100ms"
+
+[receivers.hook]
+type = "webhook"
+url = "https://127.0.0.1:{http}/"
+tls = {{ ca_file = "ca.crt", crt_file = "client.crt", key_file = "client.key" }}
+
 [sinks.out]
 type = "file"
 path = "{}"
@@ -152,6 +175,9 @@ inputs = ["forward", "http"]
         ]
         .iter()
         .all(|m| events.iter().any(|e| e["message"] == *m))
+            && events
+                .iter()
+                .any(|e| e["receiver"] == "hook" && e["status"] == "firing")
     });
     let events = events_in(&out);
     assert!(!events.iter().any(|e| e["message"] == "no cert"));

@@ -16,6 +16,8 @@ pub struct Receiver {
     pub send_resolved: bool,
     kind: Kind,
     retry_for: Duration,
+    /// A client of its own when the receiver has a `tls` setting.
+    client: Option<reqwest::Client>,
 }
 
 enum Kind {
@@ -73,6 +75,22 @@ impl Receiver {
                 .map(|ns| Duration::from_nanos(ns as u64))
                 .map_err(|e| ("retry_for".to_string(), e))
         };
+        let tls = match cfg {
+            ReceiverConfig::Slack(s) => s.tls.as_ref(),
+            ReceiverConfig::Webhook(w) => w.tls.as_ref(),
+            _ => None,
+        };
+        let client = match tls {
+            Some(t) => {
+                // `resolve` of "" is the pipeline file's directory.
+                let loaded = t.resolved(&resolve(std::path::Path::new(""))).client();
+                let loaded =
+                    loaded.map_err(|(key, what)| ("tls".to_string(), format!("{key}: {what}")))?;
+                let built = loaded.apply(builder()).build();
+                Some(built.map_err(|e| ("tls".to_string(), e.to_string()))?)
+            }
+            None => None,
+        };
         let (kind, retry_for) = match cfg {
             ReceiverConfig::Slack(s) => (
                 Kind::Slack {
@@ -127,6 +145,7 @@ impl Receiver {
             send_resolved: cfg.send_resolved(),
             kind,
             retry_for,
+            client,
         })
     }
 
@@ -153,6 +172,7 @@ impl Receiver {
     }
 
     async fn attempt(&self, client: &reqwest::Client, n: &Notification) -> Result<(), Failure> {
+        let client = self.client.as_ref().unwrap_or(client);
         match &self.kind {
             Kind::Slack { url, link, channel } => {
                 let body = slack::message(n, link.as_deref(), channel.as_deref());
@@ -259,10 +279,14 @@ fn redact(url: &str) -> String {
 /// One HTTP client for all receivers: TLS with the system's roots, ring
 /// as the crypto provider.
 pub fn client() -> reqwest::Client {
+    builder()
+        .build()
+        .expect("an HTTP client with the ring provider builds")
+}
+
+fn builder() -> reqwest::ClientBuilder {
     crate::install_tls_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .user_agent(concat!("weir/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("an HTTP client with the ring provider builds")
 }
