@@ -367,18 +367,66 @@ fn head(b: &[u8], at: usize) -> Result<Head, Short> {
     }
 }
 
-/// The end of the value at `at`, without decoding it.
+/// The end of the value at `at` of a buffer that holds it whole, without
+/// decoding it: the hot path of every entry, so a recursion with nothing
+/// to set up, where [`Scan`] is for a message still arriving.
+///
+/// Every element takes at least a byte, so a container whose count alone
+/// runs past `b` is short before any of it is walked, and the walk is
+/// bounded by `b.len()` whatever the counts say.
 fn skip(b: &[u8], at: usize) -> Result<usize, Short> {
-    Scan::at(at).run(b)
+    skip_nested(b, at, 0)
+}
+
+fn skip_nested(b: &[u8], at: usize, depth: usize) -> Result<usize, Short> {
+    let h = head(b, at)?;
+    let items = match container_items(&h) {
+        None => return leaf_end(&h, b.len()),
+        Some(n) => n,
+    };
+    enter(&h, items, b.len(), depth, at)?;
+    let mut p = h.body;
+    for _ in 0..items {
+        p = skip_nested(b, p, depth + 1)?;
+    }
+    Ok(p)
+}
+
+/// Elements of an array, keys and values of a map; `None` for a leaf.
+fn container_items(h: &Head) -> Option<usize> {
+    match h.kind {
+        Kind::Array => Some(h.len),
+        Kind::Map => Some(h.len.saturating_mul(2)),
+        _ => None,
+    }
+}
+
+/// Where a leaf ends, if the buffer holds it.
+fn leaf_end(h: &Head, len: usize) -> Result<usize, Short> {
+    let end = h.body.saturating_add(h.len);
+    if end > len {
+        return Err(Short::Need(end));
+    }
+    Ok(end)
+}
+
+/// Checks that a container of `items` at `depth` may be walked.
+fn enter(h: &Head, items: usize, len: usize, depth: usize, at: usize) -> Result<(), Short> {
+    let least = h.body.saturating_add(items);
+    if least > len {
+        return Err(Short::Need(least));
+    }
+    if items > 0 && depth >= MAX_DEPTH as usize {
+        return Err(Short::Bad(format!(
+            "nested deeper than {MAX_DEPTH} at byte {at}"
+        )));
+    }
+    Ok(())
 }
 
 /// A walk over one MessagePack value that can stop where the buffer ends
-/// and go on from there once more is read.
-///
-/// Every element takes at least a byte, so a container whose count alone
-/// runs past the buffer is short before any of it is walked, and the walk
-/// is bounded by the buffer's length whatever the counts say. The open
-/// containers are an array on the stack: no allocation per value.
+/// and go on from there once more is read, with the same checks as
+/// [`skip`]. The open containers are an array: no allocation.
 #[derive(Debug, Clone)]
 pub struct Scan {
     at: usize,
@@ -390,17 +438,17 @@ pub struct Scan {
 
 impl Default for Scan {
     fn default() -> Self {
-        Scan::at(0)
+        let mut left = [0; MAX_DEPTH as usize + 2];
+        left[0] = 1;
+        Scan {
+            at: 0,
+            left,
+            depth: 0,
+        }
     }
 }
 
 impl Scan {
-    fn at(at: usize) -> Scan {
-        let mut left = [0; MAX_DEPTH as usize + 2];
-        left[0] = 1;
-        Scan { at, left, depth: 0 }
-    }
-
     /// Walks on through `b` (the same bytes as before, and maybe more) to
     /// the value's end. On `Short::Need` it keeps its place.
     fn run(&mut self, b: &[u8]) -> Result<usize, Short> {
@@ -412,29 +460,12 @@ impl Scan {
                 self.depth -= 1;
             }
             let h = head(b, self.at)?;
-            let items = match h.kind {
-                Kind::Array => h.len,
-                Kind::Map => h.len.saturating_mul(2),
-                _ => {
-                    let end = h.body.saturating_add(h.len);
-                    if end > b.len() {
-                        return Err(Short::Need(end));
-                    }
-                    self.left[self.depth] -= 1;
-                    self.at = end;
-                    continue;
-                }
+            let Some(items) = container_items(&h) else {
+                self.at = leaf_end(&h, b.len())?;
+                self.left[self.depth] -= 1;
+                continue;
             };
-            let least = h.body.saturating_add(items);
-            if least > b.len() {
-                return Err(Short::Need(least));
-            }
-            if items > 0 && self.depth >= MAX_DEPTH as usize {
-                return Err(Short::Bad(format!(
-                    "nested deeper than {MAX_DEPTH} at byte {}",
-                    self.at
-                )));
-            }
+            enter(&h, items, b.len(), self.depth, self.at)?;
             self.left[self.depth] -= 1;
             self.at = h.body;
             if items > 0 {

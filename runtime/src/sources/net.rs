@@ -247,10 +247,18 @@ impl Pending {
         let cap = self.batch.len().min(self.net.batch_size);
         let next = BatchBuf::with_capacity(cap, self.batch.byte_len());
         let full = std::mem::replace(&mut self.batch, next);
-        self.net
-            .out
-            .send_async(crate::topology::Batch::new(full, acks))
-            .await
+        let size = self.net.batch_size;
+        if full.len() <= size {
+            let batch = crate::topology::Batch::new(full, acks);
+            return self.net.out.send_async(batch).await;
+        }
+        // One large message (a forward chunk of 100,000 entries) goes on in
+        // batches of the usual size, each holding its acknowledgement.
+        for chunk in full.chunks(size) {
+            let batch = crate::topology::Batch::new(chunk, acks.clone());
+            self.net.out.send_async(batch).await?;
+        }
+        Ok(())
     }
 }
 
