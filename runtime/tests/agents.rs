@@ -496,11 +496,7 @@ inputs = ["syslog", "agents"]
         ),
     );
     let weir = start(&p, &[]);
-    for port in [syslog, forward] {
-        eventually(30, "weir's TLS listeners", || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-    }
+    listening(&[syslog, forward]);
     let conf = d.join("rsyslog.conf");
     std::fs::write(
         &conf,

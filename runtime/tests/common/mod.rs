@@ -93,6 +93,15 @@ pub fn eventually(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Waits until weir listens on each of `ports` (on 127.0.0.1).
+pub fn listening(ports: &[u16]) {
+    for &port in ports {
+        eventually(30, &format!("a listener on port {port}"), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+    }
+}
+
 pub fn json_lines(bytes: &[u8]) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(bytes)
         .lines()

@@ -15,10 +15,13 @@ use std::time::{Duration, Instant};
 
 /// A connection from `from` (another loopback address) to `port`.
 fn connect_from(from: &str, port: u16) -> TcpStream {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    let rt = RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    });
     let s = rt
         .block_on(async {
             let socket = tokio::net::TcpSocket::new_v4()?;
@@ -165,11 +168,7 @@ inputs = ["http", "forward", "write"]
         ),
     );
     let mut weir = start(&p, &[]);
-    for port in [api, http, forward, write] {
-        eventually(30, "the listeners", || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-    }
+    listening(&[api, http, forward, write]);
     std::thread::sleep(Duration::from_millis(300));
     let idle = peak_rss_mb(&weir);
 
@@ -283,24 +282,27 @@ inputs = ["syslog", "forward", "http"]
         ),
     );
     let mut weir = start(&p, &[]);
-    for port in [api, syslog, forward, http] {
-        eventually(30, "the listeners", || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-    }
+    listening(&[api, syslog, forward, http]);
     for port in [syslog, forward, http] {
         // 300 sockets from one address: ones that send a byte of a message
         // that never ends every 200 ms, and idle ones.
-        let mut trickle: Vec<TcpStream> =
-            (0..20).map(|_| connect_from("127.0.0.2", port)).collect();
-        let mut idle: Vec<TcpStream> = (0..280).map(|_| connect_from("127.0.0.2", port)).collect();
         // Syslog: a line with no end; forward: a 64 KiB string's first bytes.
         let byte = |n: usize| match port {
             p if p == forward => [0x93, 0xda, 0xff, 0xff].get(n).copied().unwrap_or(b'a'),
             _ => b"<13>x"[n % 5],
         };
+        // The trickling ones start their message at once, so that it is
+        // under way however long the idle ones take to open.
+        let mut trickle: Vec<TcpStream> = (0..20)
+            .map(|_| {
+                let mut s = connect_from("127.0.0.2", port);
+                s.write_all(&[byte(0)]).unwrap();
+                s
+            })
+            .collect();
+        let mut idle: Vec<TcpStream> = (0..280).map(|_| connect_from("127.0.0.2", port)).collect();
         let started = Instant::now();
-        let mut n = 0;
+        let mut n = 1;
         while started.elapsed() < Duration::from_secs(3) {
             for s in &mut trickle {
                 let _ = s.write_all(&[byte(n)]);
@@ -407,11 +409,7 @@ inputs = ["forward"]
         ),
     );
     let mut weir = start(&p, &[]);
-    for port in [api, http, forward] {
-        eventually(30, "the listeners", || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-    }
+    listening(&[api, http, forward]);
     let idle = peak_rss_mb(&weir);
     let body: String = (0..300_000)
         .map(|i| format!("{{\"i\":{i},\"msg\":\"hello world\"}}\n"))
@@ -589,9 +587,7 @@ password = "{SECRET}"
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
     let child = c.spawn().unwrap();
-    eventually(30, "the API", || {
-        TcpStream::connect(("127.0.0.1", api)).is_ok()
-    });
+    listening(&[api]);
     let get = |path: &str| {
         let mut s = TcpStream::connect(("127.0.0.1", api)).unwrap();
         let req = format!(
@@ -650,9 +646,7 @@ inputs = ["gen"]
         ),
     );
     let weir = start(&p, &[]);
-    eventually(30, "the API", || {
-        TcpStream::connect(("127.0.0.1", api)).is_ok()
-    });
+    listening(&[api]);
     let sql = "SELECT tumble(interval '1 hour') AS w, service, count(*) AS n FROM gen GROUP BY w, service";
     let open = || {
         let mut s = TcpStream::connect(("127.0.0.1", api)).unwrap();

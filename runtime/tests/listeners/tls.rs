@@ -126,11 +126,7 @@ inputs = ["forward", "http"]
         ),
     );
     let weir = start(&p, &[]);
-    for port in [api, syslog, forward, http] {
-        eventually(30, "the listeners", || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-    }
+    listening(&[api, syslog, forward, http]);
     let ca = d.join("ca.crt").display().to_string();
     let (crt, key) = (
         d.join("client.crt").display().to_string(),
