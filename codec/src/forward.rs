@@ -161,31 +161,20 @@ pub fn decode_from(
         enc.str(tag)?;
         Ok(1)
     };
-    let budget = DecodeBudget::new(batch, limits.max_decoded_bytes);
     let mut w = Writer {
+        budget: DecodeBudget::new(batch, limits.max_decoded_bytes),
         batch,
         extra: &extra,
         arrival_ns,
         events: 0,
         errors: 0,
     };
-    let over = |w: &mut Writer<'_, '_>, e: crate::OverBudget| {
-        let size = w.batch.byte_len();
-        budget.undo(w.batch);
-        Error::TooLarge {
-            limit: "max_decoded_bytes",
-            max: e.max,
-            size,
-        }
-    };
     match body {
         Body::Message { time_at } => {
             let record_at = skip(msg, time_at).unwrap_or(msg.len());
             let end = skip(msg, record_at).unwrap_or(msg.len());
             w.event(0, msg, time_at, record_at..end);
-            if let Err(e) = budget.check(w.batch) {
-                return Err(over(&mut w, e));
-            }
+            w.within_budget()?;
         }
         Body::Forward { at } => {
             let (mut at, n) = match head(msg, at) {
@@ -196,9 +185,7 @@ pub fn decode_from(
                 let Ok(end) = skip(msg, at) else { break };
                 w.entry(i, msg, at, end);
                 at = end;
-                if let Err(e) = budget.check(w.batch) {
-                    return Err(over(&mut w, e));
-                }
+                w.within_budget()?;
             }
         }
         Body::Packed(packed) => {
@@ -231,9 +218,7 @@ pub fn decode_from(
                 let Ok(end) = skip(entries, at) else { break };
                 w.entry(i, entries, at, end);
                 at = end;
-                if let Err(e) = budget.check(w.batch) {
-                    return Err(over(&mut w, e));
-                }
+                w.within_budget()?;
             }
         }
     }
@@ -713,6 +698,8 @@ fn render(v: &[u8]) -> String {
 
 /// Appends the events of one message.
 struct Writer<'a, 'b> {
+    /// What the message may add to the batch.
+    budget: DecodeBudget,
     batch: &'a mut BatchBuf,
     extra: Extra<'b>,
     arrival_ns: i64,
@@ -721,6 +708,20 @@ struct Writer<'a, 'b> {
 }
 
 impl Writer<'_, '_> {
+    /// `Err`, with nothing of the message left in the batch, once its
+    /// events pass `max_decoded_bytes`.
+    fn within_budget(&mut self) -> Result<(), Error> {
+        self.budget.check(self.batch).map_err(|e| {
+            let size = self.batch.byte_len();
+            self.budget.undo(self.batch);
+            Error::TooLarge {
+                limit: "max_decoded_bytes",
+                max: e.max,
+                size,
+            }
+        })
+    }
+
     /// Entry `i`, `b[at..end]`: a `[time, record]` array.
     fn entry(&mut self, i: usize, b: &[u8], at: usize, end: usize) {
         match head(b, at) {

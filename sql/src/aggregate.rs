@@ -190,10 +190,7 @@ impl WindowedAggregate {
     fn update_fixed(&mut self, starts: &[i64], input: &Input) -> Result<(), Error> {
         let first = starts[0];
         if starts.iter().all(|s| *s == first) {
-            let room = self.max_groups.saturating_sub(self.open_groups());
-            let groups = self.groups_for(first)?;
-            self.over_max_groups += Self::fold(groups, input, room)?;
-            return Ok(());
+            return self.fold_window(first, input);
         }
         let mut rows: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
         for (i, s) in starts.iter().enumerate() {
@@ -201,10 +198,17 @@ impl WindowedAggregate {
         }
         for (start, idx) in rows {
             let part = input.take(&UInt32Array::from(idx))?;
-            let room = self.max_groups.saturating_sub(self.open_groups());
-            let groups = self.groups_for(start)?;
-            self.over_max_groups += Self::fold(groups, &part, room)?;
+            self.fold_window(start, &part)?;
         }
+        Ok(())
+    }
+
+    /// Folds rows into the window starting at `start`, with the room
+    /// `max_groups` leaves; rows left out are counted.
+    fn fold_window(&mut self, start: i64, input: &Input) -> Result<(), Error> {
+        let room = self.max_groups.saturating_sub(self.open_groups());
+        let groups = self.groups_for(start)?;
+        self.over_max_groups += Self::fold(groups, input, room)?;
         Ok(())
     }
 

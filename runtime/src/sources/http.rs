@@ -204,7 +204,7 @@ async fn body(
             return Err(refuse(ctx, peer, status, "content_encoding", what));
         }
     };
-    let (bytes, held) = read_body(ctx, peer, headers, body).await?;
+    let (bytes, mut held) = read_body(ctx, peer, headers, body).await?;
     crate::topology::Stats::add(&ctx.net.stats().bytes_in, bytes.len());
     if !gzip {
         return Ok(Request { peer, bytes, held });
@@ -212,6 +212,8 @@ async fn body(
     let max = ctx.max_body_bytes;
     let inflated = apart(bytes.len(), move || gunzip(&bytes, max)).await;
     match inflated {
+        // The inflated body is held out of the budget too, until decoded.
+        Ok(bytes) if !held.set(bytes.len()) => Err(busy(ctx, peer, "an inflated request body")),
         Ok(bytes) => Ok(Request { peer, bytes, held }),
         Err(Inflate::TooLarge) => {
             let what = format!("body inflates past max_body_bytes ({max})");

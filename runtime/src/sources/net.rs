@@ -9,7 +9,7 @@
 //! back waiting for company. Sending waits when the pipeline is full, so
 //! the peer's TCP window closes and backpressure reaches the agent.
 
-use crate::topology::{Ack, Closed, Output, Shutdown, Stats};
+use crate::topology::{Ack, Batch, Closed, Output, Shutdown, Stats};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -191,11 +191,17 @@ impl Net {
     /// Sends events that arrived together (a request, a round of scrapes)
     /// in batches of at most `batch_size`, each event copied once.
     pub async fn send(&self, batch: BatchBuf) -> Result<(), Closed> {
+        self.send_acked(batch, Vec::new()).await
+    }
+
+    /// [`Net::send`], each batch holding `acks`: a large message (a forward
+    /// chunk of 100,000 entries) is acknowledged once all of it is through.
+    async fn send_acked(&self, batch: BatchBuf, acks: Vec<Ack>) -> Result<(), Closed> {
         if batch.len() <= self.batch_size {
-            return self.out.send_async(batch).await;
+            return self.out.send_async(Batch::new(batch, acks)).await;
         }
         for chunk in batch.chunks(self.batch_size) {
-            self.out.send_async(chunk).await?;
+            self.out.send_async(Batch::new(chunk, acks.clone())).await?;
         }
         Ok(())
     }
@@ -247,18 +253,7 @@ impl Pending {
         let cap = self.batch.len().min(self.net.batch_size);
         let next = BatchBuf::with_capacity(cap, self.batch.byte_len());
         let full = std::mem::replace(&mut self.batch, next);
-        let size = self.net.batch_size;
-        if full.len() <= size {
-            let batch = crate::topology::Batch::new(full, acks);
-            return self.net.out.send_async(batch).await;
-        }
-        // One large message (a forward chunk of 100,000 entries) goes on in
-        // batches of the usual size, each holding its acknowledgement.
-        for chunk in full.chunks(size) {
-            let batch = crate::topology::Batch::new(chunk, acks.clone());
-            self.net.out.send_async(batch).await?;
-        }
-        Ok(())
+        self.net.send_acked(full, acks).await
     }
 }
 
