@@ -290,14 +290,7 @@ inputs = ["syslog", "syslog_udp", "forward", "http", "write"]
     }
 
     // A forward message cut short, then the connection closed.
-    let message = rmp_serde::to_vec(&(
-        "app",
-        1_700_000_000u32,
-        [("k", "v")]
-            .into_iter()
-            .collect::<std::collections::HashMap<_, _>>(),
-    ))
-    .unwrap();
+    let message = fluent_message("app", &[("k", "v")]);
     let mut s = TcpStream::connect(("127.0.0.1", forward)).unwrap();
     s.write_all(&message[..message.len() / 2]).unwrap();
     drop(s);

@@ -93,6 +93,38 @@ pub fn eventually(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// A Fluent forward message in Message mode: `[tag, time, {fields}]`.
+pub fn fluent_message(tag: &str, fields: &[(&str, &str)]) -> Vec<u8> {
+    let record: std::collections::HashMap<_, _> = fields.iter().copied().collect();
+    rmp_serde::to_vec(&(tag, 1_700_000_000u32, record)).unwrap()
+}
+
+/// Pipeline TOML for an alert that fires within a second or two: a
+/// generator's events counted per second and a rule on any count, routed
+/// to `receiver` (the caller adds its `[receivers.NAME]`).
+pub fn firing_alert(receiver: &str) -> String {
+    format!(
+        r#"
+[sources.gen]
+type = "generator"
+rate = 100
+
+[queries.count]
+inputs = ["gen"]
+sql = "SELECT tumble(interval '1 second') AS w, count(*) AS n FROM gen GROUP BY w"
+idle_timeout = "1s"
+
+[alerts.traffic]
+query = "count"
+condition = "n > 0"
+
+[route]
+receiver = "{receiver}"
+group_wait = "100ms"
+"#
+    )
+}
+
 /// Waits until weir listens on each of `ports` (on 127.0.0.1).
 pub fn listening(ports: &[u16]) {
     for &port in ports {

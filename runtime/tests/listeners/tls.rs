@@ -63,6 +63,7 @@ fn listeners_and_clients_speak_tls_with_certificates_made_here() {
     let [api, syslog, forward, http] = [(); 4].map(|()| free_port());
     let out = d.join("out.jsonl");
     let server = r#"tls = { crt_file = "server.crt", key_file = "server.key" }"#;
+    let alert = firing_alert("hook");
     let p = pipeline(
         d,
         &format!(
@@ -95,23 +96,7 @@ uri = "https://127.0.0.1:{http}/"
 tls = {{ ca_file = "ca.crt", crt_file = "client.crt", key_file = "client.key" }}
 
 # An alert whose webhook goes to the http source, with the certificate.
-[sources.gen]
-type = "generator"
-rate = 50
-
-[queries.count]
-inputs = ["gen"]
-sql = "SELECT tumble(interval '1 second') AS w, count(*) AS n FROM gen GROUP BY w"
-idle_timeout = "1s"
-
-[alerts.traffic]
-query = "count"
-condition = "n > 0"
-
-[route]
-receiver = "hook"
-group_wait = "100ms"
-
+{alert}
 [receivers.hook]
 type = "webhook"
 url = "https://127.0.0.1:{http}/"
@@ -138,14 +123,7 @@ inputs = ["forward", "http"]
         syslog,
         b"<13>Oct 11 22:14:15 host app: syslog over tls\n",
     );
-    let forward_msg = rmp_serde::to_vec(&(
-        "app",
-        1_700_000_000u32,
-        [("message", "forward over tls")]
-            .into_iter()
-            .collect::<std::collections::HashMap<_, _>>(),
-    ))
-    .unwrap();
+    let forward_msg = fluent_message("app", &[("message", "forward over tls")]);
     send_tls(d, forward, &forward_msg);
     let url = format!("https://127.0.0.1:{http}/");
     let body = r#"{"message":"curl with a client certificate"}"#;
