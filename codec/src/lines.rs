@@ -35,6 +35,9 @@ pub struct LineSplitter {
     /// Unconsumed bytes are `buf[start..end]`.
     start: usize,
     end: usize,
+    /// Bytes of the stream moved out of the buffer's front so far: with
+    /// `start`, how far into the stream the lines handed out reach.
+    base: u64,
     max: usize,
     /// Bytes of an over-long line seen so far, while skipping its tail.
     skipping: Option<usize>,
@@ -42,12 +45,18 @@ pub struct LineSplitter {
 
 const READ_CHUNK: usize = 256 * 1024;
 
+/// A new splitter's buffer: it grows to `READ_CHUNK` (or the longest line)
+/// as reads fill it, so a source following a thousand quiet files does not
+/// hold a full read buffer for each.
+const FIRST_CHUNK: usize = 16 * 1024;
+
 impl LineSplitter {
     pub fn new(max_line_bytes: usize) -> Self {
         LineSplitter {
-            buf: vec![0; READ_CHUNK.max(max_line_bytes + 1)],
+            buf: vec![0; FIRST_CHUNK.min(READ_CHUNK.max(max_line_bytes + 1))],
             start: 0,
             end: 0,
+            base: 0,
             max: max_line_bytes,
             skipping: None,
         }
@@ -55,13 +64,25 @@ impl LineSplitter {
 
     /// Space to read into; call [`LineSplitter::filled`] with the count read.
     pub fn spare(&mut self) -> &mut [u8] {
-        if self.start > 0 && (self.start == self.end || self.buf.len() - self.end < READ_CHUNK / 4)
-        {
+        let low = self.buf.len() - self.end < self.buf.len() / 4;
+        if self.start > 0 && (self.start == self.end || low) {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
+            self.base += self.start as u64;
             self.start = 0;
         }
+        let cap = READ_CHUNK.max(self.max + 1);
+        if self.buf.len() - self.end < self.buf.len() / 4 && self.buf.len() < cap {
+            self.buf.resize((self.buf.len() * 4).min(cap), 0);
+        }
         &mut self.buf[self.end..]
+    }
+
+    /// Bytes of the stream that the lines handed out so far (with their
+    /// newlines, and the skipped tails of over-long lines) took up: where a
+    /// reader resumes so that no line is read twice or cut.
+    pub fn consumed(&self) -> u64 {
+        self.base + self.start as u64
     }
 
     pub fn filled(&mut self, n: usize) {
@@ -107,6 +128,11 @@ impl LineSplitter {
                 }
             }
         }
+    }
+
+    /// Bytes held that are not a complete line yet.
+    pub fn buffered(&self) -> usize {
+        self.end - self.start
     }
 
     /// At end of input: the last line if it had no trailing newline.
@@ -189,6 +215,26 @@ mod tests {
                 "chunk {chunk}"
             );
         }
+    }
+
+    #[test]
+    fn consumed_counts_whole_lines_only() {
+        let mut s = LineSplitter::new(1 << 20);
+        let feed = |s: &mut LineSplitter, b: &[u8]| {
+            s.spare()[..b.len()].copy_from_slice(b);
+            s.filled(b.len());
+        };
+        feed(&mut s, b"one\r\ntw");
+        assert!(s.next_line().is_some());
+        assert!(s.next_line().is_none());
+        assert_eq!(s.consumed(), 5, "`tw` is not a line yet");
+        // Enough to make the buffer compact and grow: `consumed` goes on.
+        for _ in 0..40_000 {
+            feed(&mut s, b"o\nxx");
+            while s.next_line().is_some() {}
+        }
+        let total = 5 + 2 + 40_000 * 4;
+        assert_eq!(s.consumed(), total - 2, "all but the unfinished `xx`");
     }
 
     #[test]

@@ -17,6 +17,7 @@
 
 pub mod alerts;
 pub mod api;
+pub mod buffers;
 pub mod cli;
 pub use weir_codec as codec;
 pub mod config;

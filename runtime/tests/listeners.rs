@@ -473,3 +473,47 @@ uri = "not a url"
         assert!(err.contains(want), "{want}\nin\n{err}");
     }
 }
+
+/// The `http` source answers once every sink accepted the events: while
+/// the HTTP sink behind it retries a failing endpoint, the client waits,
+/// so a crash before the answer leaves the events with the client.
+#[test]
+fn the_http_source_answers_once_the_sinks_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Recorder::start(vec![Reply::Status(503), Reply::Status(503)]);
+    let (acked, queued) = (free_port(), free_port());
+    let p = pipeline(
+        dir.path(),
+        &format!(
+            r#"
+[sources.acked]
+type = "http"
+address = "127.0.0.1:{acked}"
+
+[sources.queued]
+type = "http"
+address = "127.0.0.1:{queued}"
+acknowledgements = false
+
+[sinks.remote]
+type = "http"
+inputs = ["acked", "queued"]
+uri = "{}"
+"#,
+            receiver.url
+        ),
+    );
+    let weir = start(&p, &[]);
+    listening(&[acked, queued]);
+    let (status, body) = post(acked, "/", &[], b"{\"n\":1}\n");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        receiver.count(),
+        3,
+        "answered only after two 503s and the accepted third try"
+    );
+    let (status, _) = post(queued, "/", &[], b"{\"n\":2}\n");
+    assert_eq!(status, 200);
+    eventually(30, "the queued request delivered", || receiver.count() == 4);
+    stop(weir);
+}

@@ -125,21 +125,27 @@ fn weir_sql_explains_what_it_cannot_run() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("needs a window"), "{}", stderr(&out));
     // Inferred, `a` is text (1 and "two" disagree): comparing it with a
-    // number fails on "two", and the query says where.
+    // number fails on "two" alone, which is left out and said.
     let out = run(
         weir()
-            .args(["sql", "SELECT a FROM events WHERE a > 0"])
+            .args([
+                "sql",
+                "SELECT a FROM events WHERE a > 0",
+                "--output",
+                "json",
+            ])
             .arg(&file),
         b"",
         60,
     );
-    assert!(!out.status.success());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json_lines(&out.stdout), [serde_json::json!({"a": "1"})]);
     let err = stderr(&out);
     assert!(
-        err.contains("the query failed on the events up to the end of the input"),
+        err.contains("1 events could not be evaluated and were left out, first: ")
+            && err.contains("Cannot cast string 'two'"),
         "{err}"
     );
-    assert!(err.contains("Cannot cast string 'two'"), "{err}");
     // Declared, "two" is a misfit: NULL, counted and described.
     let out = run(
         weir()
@@ -483,4 +489,60 @@ inputs = ["per_10s"]
         1,
         "emitted once"
     );
+}
+
+/// A row the query cannot evaluate fails alone: 2 divisions by zero in
+/// 1,003 events leave 1,001 counted, and the 2 go to `NAME.errors` with
+/// the reason.
+#[test]
+fn a_division_by_zero_fails_only_its_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let text: String = (0..1003)
+        .map(|i| {
+            let d = if i == 17 || i == 900 { 0 } else { 1 };
+            format!(
+                "{{\"timestamp\":{},\"i\":{i},\"d\":{d}}}\n",
+                1_764_000_000_000i64 + i
+            )
+        })
+        .collect();
+    std::fs::write(dir.path().join("in.jsonl"), text).unwrap();
+    let p = pipeline(
+        dir.path(),
+        r#"
+[sources.app]
+type = "file"
+path = "in.jsonl"
+
+[queries.ratio]
+inputs = ["app"]
+sql = "SELECT count(*) AS n, sum(10 / d) AS s FROM events GROUP BY tumble(interval '1 minute')"
+
+[sinks.rows]
+type = "file"
+path = "rows.jsonl"
+inputs = ["ratio"]
+
+[sinks.failed]
+type = "file"
+path = "failed.jsonl"
+inputs = ["ratio.errors"]
+"#,
+    );
+    let out = run(weir().args(["run", "-c"]).arg(&p), b"", 60);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = events_in(&dir.path().join("rows.jsonl"));
+    assert_eq!(
+        (rows[0]["n"].as_i64(), rows[0]["s"].as_i64()),
+        (Some(1001), Some(10_010))
+    );
+    let failed = events_in(&dir.path().join("failed.jsonl"));
+    let ids: Vec<_> = failed.iter().map(|e| e["i"].as_i64().unwrap()).collect();
+    assert_eq!(ids, [17, 900]);
+    let why = failed[0]["_error"].as_str().unwrap();
+    assert!(
+        why.starts_with("query `ratio`:") && why.to_lowercase().contains("divide by zero"),
+        "{why}"
+    );
+    assert!(stderr(&out).contains("eval_error=2"), "{}", stderr(&out));
 }

@@ -45,6 +45,23 @@ pub struct Pushed {
     pub rows: Vec<Rows>,
     /// The events that came too late for their windows, unchanged.
     pub late: BatchBuf,
+    /// Events the query could not evaluate (a division by zero, a cast of
+    /// a value that does not convert), unchanged; the other events of their
+    /// batch are in the results.
+    pub failed: BatchBuf,
+    /// Why each of `failed` failed, in the same order.
+    pub reasons: Vec<String>,
+}
+
+impl Pushed {
+    fn fail(&mut self, batch: &BatchBuf, failed: Vec<(usize, String)>) {
+        for (i, reason) in failed {
+            if let Some(e) = batch.get(i) {
+                let _ = self.failed.push_raw(e.raw());
+                self.reasons.push(reason);
+            }
+        }
+    }
 }
 
 /// Result rows, with the event time they are as of: alert rules evaluate
@@ -225,25 +242,52 @@ impl Query {
             self.watermark = wm;
             self.stats.late += out.late.len() as u64;
         }
-        let table = match on_time {
-            Some(mask) => arrow::compute::filter_record_batch(&table, &BooleanArray::from(mask))?,
-            None => table,
+        // Which event each row of the table is.
+        let (table, events): (RecordBatch, Vec<usize>) = match on_time {
+            Some(mask) => {
+                let kept = (0..mask.len()).filter(|&i| mask[i]).collect();
+                let t = arrow::compute::filter_record_batch(&table, &BooleanArray::from(mask))?;
+                (t, kept)
+            }
+            None => (table, (0..batch.len()).collect()),
         };
 
+        let mut parts = Vec::new();
+        let mut failed = Vec::new();
+        let steps = &run.plan.steps;
         let Some((agg, _)) = run.aggregate.as_mut() else {
-            let batch = run.plan.steps.run(table)?;
+            let mut eval = |t: &RecordBatch| {
+                parts.push(steps.run(t.clone())?);
+                Ok(())
+            };
+            isolate(&table, 0, &mut eval, &mut failed, &mut 64);
+            out.fail(
+                batch,
+                failed.into_iter().map(|(i, e)| (events[i], e)).collect(),
+            );
+            let batch = match parts.len() {
+                0 => RecordBatch::new_empty(run.plan.output.clone()),
+                1 => parts.pop().expect("one part"),
+                _ => arrow::compute::concat_batches(&parts[0].schema(), &parts)?,
+            };
             self.stats.rows += batch.num_rows() as u64;
             let window_end = times.iter().copied().max().unwrap_or(i64::MIN);
             out.rows.push(Rows { window_end, batch });
             return Ok(out);
         };
-        let table = with_window_columns(
-            &table,
-            window.expect("aggregates are windowed"),
-            &run.plan.input,
-        )?;
-        let input = run.plan.steps.run(table)?;
-        agg.update(&input)?;
+        let window = window.expect("aggregates are windowed");
+        let schema = &run.plan.input;
+        // The aggregate evaluates its arguments before it folds anything
+        // in, so a part that fails to evaluate leaves no trace.
+        let mut eval = |t: &RecordBatch| {
+            let input = steps.run(with_window_columns(t, window, schema)?)?;
+            agg.update(&input)
+        };
+        isolate(&table, 0, &mut eval, &mut failed, &mut 64);
+        out.fail(
+            batch,
+            failed.into_iter().map(|(i, e)| (events[i], e)).collect(),
+        );
         out.rows = self.close(self.watermark)?;
         Ok(out)
     }
@@ -270,6 +314,8 @@ impl Query {
             let p = self.push(&b)?;
             out.rows.extend(p.rows);
             out.late.append(&p.late);
+            out.failed.append(&p.failed);
+            out.reasons.extend(p.reasons);
         }
         Ok(out)
     }
@@ -323,6 +369,37 @@ impl Query {
         }
         Ok(out)
     }
+}
+
+/// Evaluates `table` (whose first row is row `first` of the batch) with
+/// `eval`; when that fails, evaluates its halves, until the rows that fail
+/// are alone: one row that cannot be evaluated fails itself, not its batch.
+/// `splits` bounds the work, so a query that fails on every row costs a
+/// few dozen evaluations; past it a failing part fails whole.
+fn isolate(
+    table: &RecordBatch,
+    first: usize,
+    eval: &mut impl FnMut(&RecordBatch) -> Result<(), Error>,
+    failed: &mut Vec<(usize, String)>,
+    splits: &mut u32,
+) {
+    let Err(e) = eval(table) else { return };
+    let n = table.num_rows();
+    if n > 1 && *splits > 0 {
+        *splits -= 1;
+        let half = n / 2;
+        isolate(&table.slice(0, half), first, eval, failed, splits);
+        isolate(
+            &table.slice(half, n - half),
+            first + half,
+            eval,
+            failed,
+            splits,
+        );
+        return;
+    }
+    let reason = e.to_string();
+    failed.extend((first..first + n).map(|i| (i, reason.clone())));
 }
 
 /// Whether an event at `t` is too late for the watermark `wm`.

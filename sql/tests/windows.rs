@@ -607,3 +607,54 @@ fn max_groups_bounds_the_groups_open_over_all_windows() {
         );
     }
 }
+
+/// A row that cannot be evaluated (here a division by zero) fails alone:
+/// the other rows of its batch are aggregated, the failed events come back
+/// with the reason.
+#[test]
+fn a_row_that_fails_to_evaluate_fails_alone() {
+    let schema = weir_sql::schema::declared(&[("d".into(), "int".into())]).unwrap();
+    let opts = QueryOptions {
+        tables: vec!["events".into()],
+        schema: Some(schema),
+        allowed_lateness: 0,
+        max_groups: None,
+    };
+    let sql =
+        "SELECT count(*) AS n, sum(100 / d) AS s FROM events GROUP BY tumble(interval '1 minute')";
+    let mut q = Query::new(sql, opts).unwrap();
+    let mut b = BatchBuf::new();
+    for i in 0..1003i64 {
+        let d = if i == 10 || i == 700 { 0 } else { 1 };
+        b.log(1_700_000_000 * SEC + i)
+            .field("d", d)
+            .finish()
+            .unwrap();
+    }
+    let pushed = q.push(&b).unwrap();
+    assert_eq!(pushed.failed.len(), 2);
+    let failed: Vec<i64> = pushed
+        .failed
+        .iter()
+        .map(|e| e.timestamp() - 1_700_000_000 * SEC)
+        .collect();
+    assert_eq!(failed, [10, 700]);
+    assert!(
+        pushed.reasons[0].to_lowercase().contains("divide by zero"),
+        "{}",
+        pushed.reasons[0]
+    );
+    let rows = q.finish().unwrap();
+    let batch = &rows[0].batch;
+    let n = batch
+        .column_by_name("n")
+        .unwrap()
+        .as_primitive::<Int64Type>()
+        .value(0);
+    let s = batch
+        .column_by_name("s")
+        .unwrap()
+        .as_primitive::<Int64Type>()
+        .value(0);
+    assert_eq!((n, s), (1001, 100_100));
+}

@@ -107,13 +107,7 @@ pub fn build(p: &Pipeline) -> Result<Option<Arc<Hub>>, Vec<Problem>> {
     if !problems.is_empty() {
         return Err(problems);
     }
-    let data_dir = match &f.settings.data_dir {
-        Some(d) => p.resolve(d),
-        None => match std::env::var_os("WEIR_DATA_DIR") {
-            Some(d) => PathBuf::from(d),
-            None => p.base_dir().join(".weir"),
-        },
-    };
+    let data_dir = p.data_dir();
     let (tx, rx) = mpsc::channel(UPDATES);
     Ok(Some(Arc::new(Hub {
         books: books

@@ -1,7 +1,7 @@
 //! `weir graph -c FILE`: the pipeline as a picture, in Graphviz DOT or
 //! Mermaid text, or as SVG through Graphviz's `dot` when it is installed.
 
-use crate::config::{Kind, Node, Pipeline, DEAD_LETTER, LATE};
+use crate::config::{Kind, Node, Pipeline, DEAD_LETTER, ERRORS, LATE};
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::path::PathBuf;
@@ -39,9 +39,10 @@ pub fn main(a: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// An input and the label of its edge (`dead_letter`, `late`, or none).
+/// An input and the label of its edge (`dead_letter`, `late`, `errors`,
+/// or none).
 fn edge(input: &str) -> (&str, Option<&str>) {
-    for o in [DEAD_LETTER, LATE] {
+    for o in [DEAD_LETTER, LATE, ERRORS] {
         if let Some(from) = input.strip_suffix(o).and_then(|s| s.strip_suffix('.')) {
             return (from, Some(o));
         }

@@ -110,11 +110,18 @@ fn run(a: Args) -> Result<ExitCode> {
     let mut decoder = Decoder::new(format, &a.timestamp_field, DEFAULT_MAX_LINE_BYTES);
     let mut rows: Vec<RecordBatch> = Vec::new();
     let mut late = 0usize;
+    // Events the query could not evaluate: left out of the results, each
+    // alone, and counted with the first reason.
+    let mut failed: (usize, Option<String>) = (0, None);
     let now = crate::codec::timestamp::now_ns();
     let mut batch = BatchBuf::with_capacity(BATCH, BATCH * 256);
     let mut push = |batch: &mut BatchBuf, query: &mut Query| -> Result<()> {
-        let pushed = query.push(batch)?;
+        let mut pushed = query.push(batch)?;
         late += pushed.late.len();
+        failed.0 += pushed.failed.len();
+        if failed.1.is_none() && !pushed.reasons.is_empty() {
+            failed.1 = Some(pushed.reasons.swap_remove(0));
+        }
         rows.extend(weir_sql::batches(pushed.rows));
         batch.clear();
         Ok(())
@@ -172,6 +179,11 @@ fn run(a: Args) -> Result<ExitCode> {
     }
     if decoder.errors > 0 {
         notes.push(format!("{} lines could not be decoded", decoder.errors));
+    }
+    if let (n @ 1.., Some(first)) = failed {
+        notes.push(format!(
+            "{n} events could not be evaluated and were left out, first: {first}"
+        ));
     }
     if stats.misfits > 0 {
         notes.push(format!(

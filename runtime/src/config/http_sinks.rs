@@ -24,6 +24,9 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct HttpSink {
     pub inputs: Vec<String>,
+    /// `memory` (default) or a `disk` buffer: see [`crate::buffers`].
+    #[serde(default)]
+    pub buffer: crate::buffers::BufferConfig,
     /// Trust `ca_file`, present `crt_file`/`key_file`, `verify`.
     pub tls: Option<crate::tls::TlsConfig>,
     pub uri: String,
@@ -52,6 +55,9 @@ pub struct HttpSink {
 #[serde(deny_unknown_fields)]
 pub struct ElasticsearchSink {
     pub inputs: Vec<String>,
+    /// `memory` (default) or a `disk` buffer: see [`crate::buffers`].
+    #[serde(default)]
+    pub buffer: crate::buffers::BufferConfig,
     /// Trust `ca_file`, present `crt_file`/`key_file`, `verify`.
     pub tls: Option<crate::tls::TlsConfig>,
     pub endpoint: String,
@@ -99,6 +105,9 @@ pub enum BulkAction {
 #[serde(deny_unknown_fields)]
 pub struct LokiSink {
     pub inputs: Vec<String>,
+    /// `memory` (default) or a `disk` buffer: see [`crate::buffers`].
+    #[serde(default)]
+    pub buffer: crate::buffers::BufferConfig,
     /// Trust `ca_file`, present `crt_file`/`key_file`, `verify`.
     pub tls: Option<crate::tls::TlsConfig>,
     pub endpoint: String,
@@ -133,6 +142,9 @@ pub struct LokiSink {
 #[serde(deny_unknown_fields)]
 pub struct RemoteWriteSink {
     pub inputs: Vec<String>,
+    /// `memory` (default) or a `disk` buffer: see [`crate::buffers`].
+    #[serde(default)]
+    pub buffer: crate::buffers::BufferConfig,
     /// Trust `ca_file`, present `crt_file`/`key_file`, `verify`.
     pub tls: Option<crate::tls::TlsConfig>,
     pub endpoint: String,

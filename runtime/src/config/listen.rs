@@ -155,6 +155,11 @@ pub struct RemoteWriteSource {
     pub tls: Option<crate::tls::TlsConfig>,
     #[serde(default = "default_max_decoded_bytes")]
     pub max_decoded_bytes: usize,
+    /// Answer a request once every sink (or its disk buffer) accepted its
+    /// events (default), so a client that retries loses nothing to a
+    /// crash; `false` answers once they are queued.
+    #[serde(default = "super::types::yes")]
+    pub acknowledgements: bool,
 }
 
 fn default_remote_write_path() -> String {
@@ -304,6 +309,11 @@ pub struct HttpSource {
     pub tls: Option<crate::tls::TlsConfig>,
     #[serde(default = "default_max_decoded_bytes")]
     pub max_decoded_bytes: usize,
+    /// Answer a request once every sink (or its disk buffer) accepted its
+    /// events (default), so a client that retries loses nothing to a
+    /// crash; `false` answers once they are queued.
+    #[serde(default = "super::types::yes")]
+    pub acknowledgements: bool,
 }
 
 fn default_http_path() -> String {

@@ -97,6 +97,19 @@ impl Pipeline {
         self.path.parent().unwrap_or(Path::new("."))
     }
 
+    /// Where state that outlives a restart is kept: `[settings] data_dir`,
+    /// else `$WEIR_DATA_DIR`, else `.weir/` beside the pipeline file.
+    /// Created by whatever writes there first.
+    pub fn data_dir(&self) -> PathBuf {
+        match &self.file.settings.data_dir {
+            Some(d) => self.resolve(d),
+            None => match std::env::var_os("WEIR_DATA_DIR") {
+                Some(d) => PathBuf::from(d),
+                None => self.base_dir().join(".weir"),
+            },
+        }
+    }
+
     pub fn resolve(&self, p: &Path) -> PathBuf {
         if p.is_absolute() {
             p.to_path_buf()
@@ -248,10 +261,13 @@ impl Pipeline {
                     }
                     continue;
                 }
-                if let Some(from) = input.strip_suffix(&format!(".{LATE}")) {
+                let query_output = [LATE, ERRORS]
+                    .iter()
+                    .find_map(|o| Some((input.strip_suffix(o)?.strip_suffix('.')?, o)));
+                if let Some((from, output)) = query_output {
                     if !f.queries.contains_key(from) {
                         problems.push(self.problem(section, name, Some("inputs"), format!(
-                            "`{input}`: only queries have a `.{LATE}` output, and there is no query `{from}`"
+                            "`{input}`: only queries have a `.{output}` output, and there is no query `{from}`"
                         )));
                     }
                     continue;
@@ -344,7 +360,7 @@ impl Pipeline {
             }
             path.push(n);
             for input in t.get(n).map(|x| x.1).unwrap_or_default() {
-                let input = [DEAD_LETTER, LATE]
+                let input = [DEAD_LETTER, LATE, ERRORS]
                     .iter()
                     .find_map(|o| input.strip_suffix(o)?.strip_suffix('.'))
                     .unwrap_or(input);

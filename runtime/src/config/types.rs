@@ -184,17 +184,37 @@ impl StartFrom {
     }
 }
 
-/// Reads a file; with `follow`, keeps reading as it grows and across
-/// rotation, like `tail -F`.
+/// Reads a file, or every file a glob matches; with `follow`, keeps reading
+/// as they grow and across rotation, like `tail -F`, and checkpoints how far
+/// every sink accepted each file (in `data_dir`), so a restart resumes there.
+///
+/// ```toml
+/// [sources.app]
+/// type = "file"
+/// path = "/var/log/app/*.log"
+/// exclude = ["*.gz", "/var/log/app/debug-*"]
+/// follow = true
+/// read_from = "end"        # for files first seen at start; a restart resumes at the checkpoint
+/// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSource {
+    /// A file, or a glob (`*`, `?`, `[a-z]`, `**`) of files.
     pub path: PathBuf,
+    /// Globs of paths not to read; one without a `/` matches file names.
+    #[serde(default)]
+    pub exclude: Vec<String>,
     #[serde(default)]
     pub follow: bool,
-    /// `beginning` (default) or `end`: where to start in a file that exists.
+    /// `beginning` (default) or `end`: where to start in a file seen for the
+    /// first time when weir starts. Files that appear later are read from
+    /// their beginning; files with a checkpoint resume at it.
     #[serde(default)]
     pub read_from: ReadFrom,
+    /// Keep checkpoints in `data_dir` (default: when `follow` is on; a file
+    /// read once is read whole on every run).
+    #[serde(default)]
+    pub checkpoint: Option<bool>,
     #[serde(default)]
     pub format: Format,
     #[serde(default = "default_timestamp_field")]
@@ -330,8 +350,13 @@ pub const DEAD_LETTER: &str = "dead_letter";
 /// The output of a query that carries events too late for their window.
 pub const LATE: &str = "late";
 
+/// The output of a query that carries the events it could not evaluate,
+/// with the reason in `_error`.
+pub const ERRORS: &str = "errors";
+
 /// SQL over the events of its inputs, run continuously; each closed
-/// window's rows leave as events (`NAME`), late events as `NAME.late`.
+/// window's rows leave as events (`NAME`), late events as `NAME.late`, and
+/// events it could not evaluate as `NAME.errors`.
 ///
 /// ```toml
 /// [queries.errors_per_minute]
@@ -432,6 +457,20 @@ impl SinkConfig {
             SinkConfig::PrometheusRemoteWrite(s) => &s.inputs,
         }
     }
+
+    pub fn buffer(&self) -> &crate::buffers::BufferConfig {
+        match self {
+            SinkConfig::Stdout(s) => &s.buffer,
+            SinkConfig::File(s) => &s.buffer,
+            SinkConfig::Blackhole(s) => &s.buffer,
+            SinkConfig::PrometheusExporter(s) => &s.buffer,
+            SinkConfig::Kafka(s) => &s.buffer,
+            SinkConfig::Http(s) => &s.buffer,
+            SinkConfig::Elasticsearch(s) => &s.buffer,
+            SinkConfig::Loki(s) => &s.buffer,
+            SinkConfig::PrometheusRemoteWrite(s) => &s.buffer,
+        }
+    }
 }
 
 /// JSON lines on standard output.
@@ -439,6 +478,9 @@ impl SinkConfig {
 #[serde(deny_unknown_fields)]
 pub struct StdoutSink {
     pub inputs: Vec<String>,
+    /// `memory` (default) or a `disk` buffer: see [`crate::buffers`].
+    #[serde(default)]
+    pub buffer: crate::buffers::BufferConfig,
 }
 
 /// JSON lines appended to a file.
@@ -446,13 +488,16 @@ pub struct StdoutSink {
 #[serde(deny_unknown_fields)]
 pub struct FileSink {
     pub inputs: Vec<String>,
+    /// `memory` (default) or a `disk` buffer: see [`crate::buffers`].
+    #[serde(default)]
+    pub buffer: crate::buffers::BufferConfig,
     pub path: PathBuf,
     /// Append (default) or truncate at start.
     #[serde(default = "yes")]
     pub append: bool,
 }
 
-fn yes() -> bool {
+pub(super) fn yes() -> bool {
     true
 }
 
@@ -461,6 +506,9 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct BlackholeSink {
     pub inputs: Vec<String>,
+    /// `memory` (default) or a `disk` buffer: see [`crate::buffers`].
+    #[serde(default)]
+    pub buffer: crate::buffers::BufferConfig,
 }
 
 /// Serves rows (of queries) as gauges on `http://ADDRESS/metrics` for
@@ -469,6 +517,9 @@ pub struct BlackholeSink {
 #[serde(deny_unknown_fields)]
 pub struct PrometheusExporterSink {
     pub inputs: Vec<String>,
+    /// `memory` (default) or a `disk` buffer: see [`crate::buffers`].
+    #[serde(default)]
+    pub buffer: crate::buffers::BufferConfig,
     /// Where to listen (default `127.0.0.1:9598`).
     #[serde(default = "default_exporter_address")]
     pub address: String,
@@ -498,6 +549,9 @@ pub struct PrometheusExporterSink {
 #[serde(deny_unknown_fields)]
 pub struct KafkaSink {
     pub inputs: Vec<String>,
+    /// `memory` (default) or a `disk` buffer: see [`crate::buffers`].
+    #[serde(default)]
+    pub buffer: crate::buffers::BufferConfig,
     pub brokers: String,
     /// The topic, or a template of one: `{{ field }}` takes an event's field.
     pub topic: String,

@@ -70,8 +70,9 @@ pub fn run(
             if e.kind() != std::io::ErrorKind::BrokenPipe {
                 tracing::error!(sink = name, "cannot write: {e}; stopping the pipeline");
             }
-            batch.fail();
+            // Stopping first: a disk buffer keeps what fails while stopping.
             shutdown.trigger();
+            batch.fail();
             return drain(&input);
         }
         Stats::add(&stats.events_out, batch.len());

@@ -3,8 +3,10 @@
 //! `prometheus_remote_write` source: HTTP servers whose requests become
 //! events.
 //!
-//! A request is answered once its events are queued in the pipeline (a
-//! full pipeline holds the answer back, so the shipper slows down). Bodies
+//! A request is answered once every sink (or its disk buffer) accepted its
+//! events, so a client that retries what was not answered loses nothing to
+//! a crash (`acknowledgements = false`: once they are queued). A full
+//! pipeline holds the answer back, so the shipper slows down. Bodies
 //! are bounded before and after gzip, headers and bodies must arrive within
 //! `read_timeout`, and every refusal says what was wrong in the protocol's
 //! own terms: 401, 413, 415, 400 with a reason, 503 while stopping.
@@ -34,6 +36,7 @@ struct Ctx {
     timestamp_field: String,
     max_body_bytes: usize,
     max_decoded_bytes: usize,
+    acknowledgements: bool,
 }
 
 type Shared = State<Arc<Ctx>>;
@@ -51,6 +54,7 @@ pub fn run_http(net: Net, cfg: &HttpSource) {
         timestamp_field: cfg.timestamp_field.clone(),
         max_body_bytes: cfg.max_body_bytes,
         max_decoded_bytes: cfg.max_decoded_bytes,
+        acknowledgements: cfg.acknowledgements,
     });
     let app = Router::new()
         .route(&cfg.path, post(json))
@@ -68,6 +72,7 @@ pub fn run_remote_write(net: Net, cfg: &RemoteWriteSource) {
         timestamp_field: String::new(),
         max_body_bytes: cfg.max_body_bytes,
         max_decoded_bytes: cfg.max_decoded_bytes,
+        acknowledgements: cfg.acknowledgements,
     });
     let app = Router::new()
         .route(&cfg.path, post(remote_write))
@@ -367,12 +372,28 @@ async fn decode<T: Send + 'static>(
     Ok((out, batch, held))
 }
 
-/// Queues a request's events; 503 when the pipeline is stopping. What they
-/// held of the budget is let go once they are in the pipeline.
+/// Queues a request's events and, with `acknowledgements`, waits until
+/// every sink accepted them; 503 when the pipeline is stopping or a sink
+/// failed them (the client retries). What they held of the budget is let
+/// go once they are in the pipeline.
 async fn queue(ctx: &Ctx, batch: BatchBuf, held: Held) -> Result<(), Response> {
-    let queued = ctx.net.send(batch).await;
+    let unavailable = |what| (StatusCode::SERVICE_UNAVAILABLE, what).into_response();
+    if !ctx.acknowledgements || batch.is_empty() {
+        let queued = ctx.net.send(batch).await;
+        drop(held);
+        return queued.map_err(|_| unavailable("weir is stopping"));
+    }
+    let (tx, accepted) = tokio::sync::oneshot::channel();
+    let ack = crate::topology::Ack::new(Box::new(move |ok| {
+        let _ = tx.send(ok);
+    }));
+    let queued = ctx.net.send_acked(batch, vec![ack]).await;
     drop(held);
-    queued.map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "weir is stopping").into_response())
+    queued.map_err(|_| unavailable("weir is stopping"))?;
+    match accepted.await {
+        Ok(true) => Ok(()),
+        _ => Err(unavailable("the events were not delivered; retry")),
+    }
 }
 
 /// 413 for a body that decodes to more than `max_decoded_bytes`, else 400.

@@ -22,6 +22,9 @@ pub struct Batcher {
     batch: BatchBuf,
     max: usize,
     out: Output,
+    /// Where the batch's events end in the files they came from, for a
+    /// source that checkpoints what its sinks accepted.
+    marks: Option<file::Marks>,
 }
 
 impl Batcher {
@@ -30,7 +33,15 @@ impl Batcher {
             batch: BatchBuf::with_capacity(max, max * 256),
             max,
             out,
+            marks: None,
         }
+    }
+
+    /// Each batch sent from now on carries a token that checkpoints its
+    /// files' positions once every sink accepted it.
+    pub fn with_marks(mut self, marks: file::Marks) -> Self {
+        self.marks = Some(marks);
+        self
     }
 
     pub fn is_full(&self) -> bool {
@@ -43,7 +54,10 @@ impl Batcher {
     }
 
     /// Sends what is collected with the tokens its source waits on.
-    pub fn flush_with(&mut self, acks: Vec<Ack>) -> Result<(), Closed> {
+    pub fn flush_with(&mut self, mut acks: Vec<Ack>) -> Result<(), Closed> {
+        // Lines that made no event still move their file's checkpoint: the
+        // token is let go at once, after the batches before it.
+        acks.extend(self.marks.as_mut().and_then(file::Marks::ack));
         if self.batch.is_empty() {
             return Ok(());
         }
@@ -71,6 +85,12 @@ pub struct LineReader {
     origin: String,
     line_no: u64,
     bytes: u64,
+    /// What [`LineReader::count`] already added to the source's counters
+    /// (a file source has a reader per file).
+    counted: (u64, u64),
+    /// The checkpointed stream these lines are, and the offset in it where
+    /// the splitter started.
+    stream: Option<(u64, u64)>,
 }
 
 impl LineReader {
@@ -81,7 +101,20 @@ impl LineReader {
             origin,
             line_no: 0,
             bytes: 0,
+            counted: (0, 0),
+            stream: None,
         }
+    }
+
+    /// Lines of checkpointed stream `id`, starting at byte `offset` of it.
+    pub fn checkpointed(mut self, id: u64, offset: u64) -> Self {
+        self.stream = Some((id, offset));
+        self
+    }
+
+    /// The offset in the stream up to which lines were decoded.
+    pub fn offset(&self) -> u64 {
+        self.stream.map_or(0, |(_, base)| base) + self.splitter.consumed()
     }
 
     /// Decodes every complete line buffered, sending full batches.
@@ -114,7 +147,8 @@ impl LineReader {
         Ok(())
     }
 
-    /// At end of input: decodes a last line without a newline.
+    /// At the real end of input (not a shutdown): decodes a last line
+    /// without a newline.
     pub fn finish(&mut self, out: &mut Batcher) -> Result<(), Closed> {
         if let Some(line) = self.splitter.finish() {
             self.line_no += 1;
@@ -127,17 +161,25 @@ impl LineReader {
         out.flush()
     }
 
-    /// Starts over on a new stream (a rotated file): line numbers restart.
-    pub fn reset(&mut self, origin: String) {
-        self.splitter = LineSplitter::new(self.decoder.max_line_bytes);
-        self.origin = origin;
-        self.line_no = 0;
+    /// Bytes read that are not yet a whole line: left for the next start at
+    /// a shutdown, never decoded as an event of their own.
+    pub fn unfinished(&self) -> usize {
+        self.splitter.buffered()
     }
 
-    fn count(&self, out: &Batcher) {
+    /// Adds what was read and failed since the last call to the source's
+    /// counters, and marks how far the lines decoded reach.
+    fn count(&mut self, out: &mut Batcher) {
         let s = out.stats();
-        s.errors.store(self.decoder.errors, Ordering::Relaxed);
-        s.bytes_in.store(self.bytes, Ordering::Relaxed);
+        let (errors, bytes) = (self.decoder.errors, self.bytes);
+        s.errors
+            .fetch_add(errors - self.counted.0, Ordering::Relaxed);
+        s.bytes_in
+            .fetch_add(bytes - self.counted.1, Ordering::Relaxed);
+        self.counted = (errors, bytes);
+        if let (Some((id, _)), Some(marks)) = (self.stream, out.marks.as_mut()) {
+            marks.mark(id, self.offset());
+        }
     }
 
     pub fn lines(&self) -> u64 {

@@ -196,7 +196,7 @@ impl Net {
 
     /// [`Net::send`], each batch holding `acks`: a large message (a forward
     /// chunk of 100,000 entries) is acknowledged once all of it is through.
-    async fn send_acked(&self, batch: BatchBuf, acks: Vec<Ack>) -> Result<(), Closed> {
+    pub async fn send_acked(&self, batch: BatchBuf, acks: Vec<Ack>) -> Result<(), Closed> {
         if batch.len() <= self.batch_size {
             return self.out.send_async(Batch::new(batch, acks)).await;
         }

@@ -45,7 +45,22 @@ pub fn run(
         .expect("spawn stdin reader");
     loop {
         if shutdown.is_triggered() {
-            break;
+            // What was read from the pipe is sent, as far as it is whole
+            // lines; a line cut by the shutdown is not made an event.
+            for chunk in rx.try_iter().map_while(Result::ok) {
+                if reader.feed(&chunk, &mut out).is_err() {
+                    return;
+                }
+            }
+            let _ = out.flush();
+            if reader.unfinished() > 0 {
+                tracing::warn!(
+                    source = name,
+                    "stopped in the middle of a line: its first {} bytes were not sent",
+                    reader.unfinished()
+                );
+            }
+            return;
         }
         match rx.recv_timeout(flush_after) {
             Ok(Ok(chunk)) => {
@@ -65,5 +80,6 @@ pub fn run(
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
+    // Standard input closed: a last line without a newline is whole.
     let _ = reader.finish(&mut out);
 }

@@ -4,13 +4,17 @@
 //! that read the query.
 //!
 //! Events too late for their window go to `NAME.late`, and are counted
-//! (reason `late`) whether or not anything reads that output. When the input ends,
-//! every open window closes, so the last windows are never lost.
+//! (reason `late`) whether or not anything reads that output. An event the
+//! query cannot evaluate (a division by zero, a failed cast) fails alone:
+//! it goes to `NAME.errors` with the reason in `_error`, counted as
+//! `eval_error`, and the rest of its batch is aggregated. When the input
+//! ends, every open window closes, so the last windows are never lost.
 
 use crate::alerts::Evaluator;
 use crate::codec::json_encode;
-use crate::config::{Pipeline, Problem, QueryConfig, LATE};
+use crate::config::{Pipeline, Problem, QueryConfig};
 use crate::topology::{drain, Ack, Batch, Output, Rx, Stats};
+use crate::transforms::wasm::attach_error;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -75,8 +79,17 @@ pub fn table_names(inputs: &[String]) -> Vec<String> {
     names
 }
 
+/// A query's outputs beside its rows.
+pub struct Sides {
+    /// Events too late for their window.
+    pub late: Output,
+    /// Events the query could not evaluate, with `_error`.
+    pub errors: Output,
+}
+
 /// Runs the query until its input closes, then closes every window.
-pub fn run(name: &str, job: QueryJob, input: Rx, out: Output, late: Output) {
+pub fn run(name: &str, job: QueryJob, input: Rx, out: Output, sides: Sides) {
+    let Sides { late, errors } = sides;
     let QueryJob {
         mut query,
         idle_timeout,
@@ -166,6 +179,19 @@ pub fn run(name: &str, job: QueryJob, input: Rx, out: Output, late: Output) {
         if !pushed.late.is_empty() {
             stats.count_reason("late", pushed.late.len() as u64);
             let _ = late.send(Batch::new(pushed.late, acks.clone()));
+        }
+        if !pushed.failed.is_empty() {
+            let n = pushed.failed.len();
+            Stats::add(&stats.errors, n);
+            stats.count_reason("eval_error", n as u64);
+            if stats.reasons().get("eval_error") == Some(&(n as u64)) {
+                tracing::warn!(query = name, "{n} event(s) could not be evaluated and went to `{name}.errors` (counted as `eval_error`); the first: {}", pushed.reasons[0]);
+            }
+            let mut failed = BatchBuf::with_capacity(n, pushed.failed.byte_len() + n * 64);
+            for (event, reason) in pushed.failed.iter().zip(&pushed.reasons) {
+                attach_error(&mut failed, &event, &format!("query `{name}`: {reason}"));
+            }
+            let _ = errors.send(Batch::new(failed, acks.clone()));
         }
         held.hold(&query, acks);
         if !misfit_logged {
@@ -301,11 +327,6 @@ pub fn json_lines(rows: &[RecordBatch], out: &mut Vec<u8>) -> Result<(), LayoutE
 
 /// How often an idle query checks the wall clock.
 const IDLE_TICK: Duration = Duration::from_millis(200);
-
-/// The name of a query's late-events output.
-pub fn late_output(name: &str) -> String {
-    format!("{name}.{LATE}")
-}
 
 #[cfg(test)]
 mod tests {

@@ -11,8 +11,10 @@
 use super::edge::{Batch, Output, Rx, Shutdown, Stats, Tx, WeakOutput};
 use super::reload::Watched;
 use crate::alerts::Hub;
+use crate::buffers::{self, BufferConfig};
 use crate::config::{
-    OnError, Pipeline, Problems, SinkConfig, SourceConfig, TransformConfig, DEAD_LETTER,
+    OnError, Pipeline, Problems, SinkConfig, SourceConfig, TransformConfig, DEAD_LETTER, ERRORS,
+    LATE,
 };
 use crate::plugin::{Limits, PluginEngine};
 use crate::sources::{self, Batcher};
@@ -272,7 +274,14 @@ fn build_against(
         let job: Job = match src.clone() {
             SourceConfig::File(cfg) => {
                 let path = p.resolve(&cfg.path);
-                if !cfg.follow && !path.is_file() {
+                let paths = match sources::file::Paths::new(path.clone(), &cfg.exclude) {
+                    Ok(paths) => paths,
+                    Err(what) => {
+                        problems.push(p.problem("sources", name, Some("path"), what));
+                        continue;
+                    }
+                };
+                if !cfg.follow && !paths.is_glob() && !path.is_file() {
                     problems.push(p.problem(
                         "sources",
                         name,
@@ -283,7 +292,22 @@ fn build_against(
                         ),
                     ));
                 }
-                Box::new(move || sources::file::run(&n, &cfg, &path, batcher, sd))
+                let saved = cfg
+                    .checkpoint
+                    .unwrap_or(cfg.follow)
+                    .then(|| checkpoint_path(&p.data_dir(), name));
+                // Read here to report a damaged file; read again when the
+                // source starts, after a source it replaces saved its last.
+                if let Err(what) = sources::file::Ledger::open(saved.clone()) {
+                    problems.push(p.problem("sources", name, Some("checkpoint"), what));
+                }
+                Box::new(move || match sources::file::Ledger::open(saved) {
+                    Ok(ledger) => {
+                        let ledger = std::sync::Arc::new(ledger);
+                        sources::file::run(&n, &cfg, &paths, ledger, batcher, sd)
+                    }
+                    Err(what) => tracing::error!(source = %n, "{what}"),
+                })
             }
             SourceConfig::Stdin(cfg) => {
                 let flush_after =
@@ -463,15 +487,23 @@ fn build_against(
             .expect("a new query has a new queue")
             .clone();
         let mut outputs = vec![(name.clone(), out.downgrade())];
-        let late_name = crate::sql::late_output(name);
-        // Always there (late events are counted even when nothing reads
-        // them), so a reload can wire a reader to a query that stays.
-        let late_stats = Arc::new(Stats::default());
-        stats.push((late_name.clone(), late_stats.clone()));
-        let late = Output::new(take(&mut downstream, &late_name), late_stats);
-        outputs.push((late_name, late.downgrade()));
+        // Always there (late and failed events are counted even when
+        // nothing reads them), so a reload can wire a reader to a query
+        // that stays.
+        let mut side = |output: &str| {
+            let side_name = format!("{name}.{output}");
+            let side_stats = Arc::new(Stats::default());
+            stats.push((side_name.clone(), side_stats.clone()));
+            let o = Output::new(take(&mut downstream, &side_name), side_stats);
+            outputs.push((side_name, o.downgrade()));
+            o
+        };
+        let sides = crate::sql::Sides {
+            late: side(LATE),
+            errors: side(ERRORS),
+        };
         let n = name.clone();
-        let job: Job = Box::new(move || crate::sql::run(&n, query, rx, out, late));
+        let job: Job = Box::new(move || crate::sql::run(&n, query, rx, out, sides));
         jobs.push((name.clone(), job));
         let l = Live {
             spec: spec(name),
@@ -554,7 +586,28 @@ fn build_against(
             _ => None,
         };
         let (n, cfg, sd) = (name.clone(), s.clone(), shutdown.clone());
-        let job: Job = Box::new(move || sinks::run(&n, &cfg, path.as_deref(), rx, s_stats, sd));
+        let job: Job = match s.buffer().clone() {
+            BufferConfig::Memory => {
+                Box::new(move || sinks::run(&n, &cfg, path.as_deref(), rx, s_stats, sd))
+            }
+            BufferConfig::Disk(d) => {
+                if d.max_size.0 == 0 {
+                    problems.push(p.problem(
+                        "sinks",
+                        name,
+                        Some("buffer"),
+                        "max_size must be more than 0",
+                    ));
+                }
+                let dir = buffers::dir(&p.data_dir(), name);
+                Box::new(move || {
+                    let (stats, stop) = (s_stats.clone(), sd.clone());
+                    buffers::run_disk(&n, &d, &dir, rx, cap, stats, stop, |rx| {
+                        sinks::run(&n, &cfg, path.as_deref(), rx, s_stats, sd)
+                    })
+                })
+            }
+        };
         jobs.push((name.clone(), job));
         let l = Live {
             spec: spec(name),
@@ -799,6 +852,18 @@ fn listen_limits(
         buffered: sources::net::Budget::new(l.max_buffered_bytes),
     };
     (limits, tls)
+}
+
+/// Where a file source keeps its checkpoints.
+fn checkpoint_path(data_dir: &std::path::Path, source: &str) -> std::path::PathBuf {
+    let safe: String = source
+        .chars()
+        .map(|c| match c.is_ascii_alphanumeric() || "-_.".contains(c) {
+            true => c,
+            false => '_',
+        })
+        .collect();
+    data_dir.join("checkpoints").join(format!("{safe}.json"))
 }
 
 fn positive_duration(

@@ -1,9 +1,12 @@
 //! The `wasm` transform: a filter or transform plugin applied to every batch.
 //!
-//! A worker owns one instance. Per-event errors and whole-batch failures go
-//! where `on_error` says; nothing a plugin does loses an event silently. A
-//! trap leaves the instance in an unknown state, so it is rebuilt before the
-//! next batch.
+//! A worker owns one instance. A failure fails the events that caused it,
+//! not their batch: per-event errors come back per event, and a call that
+//! fails as a whole (an error for the batch, a trap, a timeout) is run again
+//! on halves of the batch until the failing events are alone. Failed events
+//! go where `on_error` says; nothing a plugin does loses an event silently.
+//! A trap leaves the instance in an unknown state, so it is rebuilt before
+//! the next call.
 
 use crate::config::OnError;
 use crate::plugin::{CallError, EventError, Instance, Plugin, Reply};
@@ -76,7 +79,17 @@ impl Worker {
     }
 
     /// Applies the plugin to one batch, errors handled by policy.
-    pub fn process(&mut self, mut batch: BatchBuf, stats: &Stats) -> Processed {
+    pub fn process(&mut self, batch: BatchBuf, stats: &Stats) -> Processed {
+        let mut budget = Retries::default();
+        self.isolate(batch, stats, &mut budget)
+    }
+
+    /// Runs `batch`; when the call fails as a whole (an error for the batch,
+    /// a trap, a timeout), runs its halves again, on a fresh instance after
+    /// a trap, until the events that fail are found alone: one bad event
+    /// fails itself, not its batch. `budget` bounds the retries, so a plugin
+    /// that fails on everything costs a few calls, not one per event.
+    fn isolate(&mut self, mut batch: BatchBuf, stats: &Stats, budget: &mut Retries) -> Processed {
         let name = &self.plugin.name;
         if self.instance.is_none() {
             match self.plugin.instantiate() {
@@ -93,30 +106,38 @@ impl Worker {
             }
         }
         let instance = self.instance.as_mut().expect("instance present");
-        match instance.call(&batch) {
+        let (reason, message) = match instance.call(&batch) {
             Ok((Reply::Keep(bits), errors)) if errors.is_empty() => {
                 batch.retain_bitmap(&bits);
-                Processed {
+                return Processed {
                     out: batch,
+                    dead: BatchBuf::new(),
+                };
+            }
+            Ok((Reply::Output(out), errors)) if errors.is_empty() => {
+                return Processed {
+                    out,
                     dead: BatchBuf::new(),
                 }
             }
-            Ok((Reply::Output(out), errors)) if errors.is_empty() => Processed {
-                out,
-                dead: BatchBuf::new(),
-            },
-            Ok((reply, errors)) => self.with_event_errors(&batch, reply, errors, stats),
-            Err(CallError::Returned(msg)) => {
-                stats.count_reason("batch_error", 1);
-                self.fail_all(&batch, &msg, stats)
-            }
+            Ok((reply, errors)) => return self.with_event_errors(&batch, reply, errors, stats),
+            Err(CallError::Returned(msg)) => ("batch_error", msg),
             Err(CallError::Broken { failure, message }) => {
                 self.instance = None;
-                stats.count_reason(failure.as_str(), 1);
-                tracing::error!(plugin = %name, "{message}; the instance will be rebuilt");
-                self.fail_all(&batch, &message, stats)
+                tracing::debug!(plugin = %name, "{message}; the instance will be rebuilt");
+                (failure.as_str(), message)
             }
+        };
+        if batch.len() > 1 && budget.take(reason) {
+            let tail = batch.split_off(batch.len() / 2);
+            let mut head = self.isolate(batch, stats, budget);
+            let tail = self.isolate(tail, stats, budget);
+            head.out.append(&tail.out);
+            head.dead.append(&tail.dead);
+            return head;
         }
+        stats.count_reason(reason, batch.len() as u64);
+        self.fail_all(&batch, &message, stats)
     }
 
     /// Output when some events failed: the plugin's answer for the others,
@@ -165,7 +186,12 @@ impl Worker {
 
     fn fail_all(&self, batch: &BatchBuf, msg: &str, stats: &Stats) -> Processed {
         Stats::add(&stats.errors, batch.len());
-        tracing::warn!(plugin = %self.plugin.name, events = batch.len(), "batch failed: {msg}");
+        match batch.len() {
+            1 => tracing::warn!(plugin = %self.plugin.name, "an event failed: {msg}"),
+            n => {
+                tracing::warn!(plugin = %self.plugin.name, events = n, "events failed together: {msg}")
+            }
+        }
         let mut p = Processed::default();
         for event in batch.iter() {
             self.on_failed(&mut p, &event, msg, stats);
@@ -195,6 +221,41 @@ impl Worker {
                 first.message
             );
         }
+    }
+}
+
+/// How many times one batch's parts may be run again to find the events
+/// that fail: a few dozen calls find a handful of bad events in a batch of
+/// thousands, and a plugin that fails on everything fails its batch after
+/// about a hundred. Timeouts, each costing the deadline, are retried enough
+/// to find one runaway event in a batch of 4,096, or to halve a batch that
+/// is too big for the deadline.
+#[derive(Debug)]
+struct Retries {
+    calls: u32,
+    timeouts: u32,
+}
+
+impl Default for Retries {
+    fn default() -> Self {
+        Retries {
+            calls: 64,
+            timeouts: 12,
+        }
+    }
+}
+
+impl Retries {
+    fn take(&mut self, reason: &str) -> bool {
+        let left = match reason {
+            "timeout" => &mut self.timeouts,
+            _ => &mut self.calls,
+        };
+        if *left == 0 {
+            return false;
+        }
+        *left -= 1;
+        true
     }
 }
 

@@ -241,6 +241,12 @@ pub enum Reply {
 
 impl Recorder {
     pub fn start(script: Vec<Reply>) -> Recorder {
+        Recorder::start_on(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), script)
+    }
+
+    /// A recorder on `listener`: a test can give weir the address of a
+    /// receiver that is down, then bring it up.
+    pub fn start_on(listener: std::net::TcpListener, script: Vec<Reply>) -> Recorder {
         use axum::extract::State;
         use axum::response::IntoResponse;
         type Shared = (
@@ -267,7 +273,6 @@ impl Recorder {
                 }
             }
         }
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let seen = std::sync::Arc::default();
         let state: Shared = (
