@@ -75,6 +75,22 @@ impl BatchBuf {
         Ok(BatchBuf { bytes, starts })
     }
 
+    /// Takes bytes weir wrote itself from a batch and kept under a checksum
+    /// (a disk buffer): the header and each event's framing are checked,
+    /// the values are not walked again.
+    ///
+    /// ```
+    /// let mut batch = weir_layout::BatchBuf::new();
+    /// batch.log(1).field("n", 1).finish().unwrap();
+    /// let back = weir_layout::BatchBuf::from_own_bytes(batch.as_bytes().to_vec()).unwrap();
+    /// assert_eq!(back.len(), 1);
+    /// assert!(weir_layout::BatchBuf::from_own_bytes(vec![1, 2, 3]).is_err());
+    /// ```
+    pub fn from_own_bytes(bytes: Vec<u8>) -> Result<Self, LayoutError> {
+        let starts = BatchView::new(&bytes)?.frames()?;
+        Ok(BatchBuf { bytes, starts })
+    }
+
     pub fn len(&self) -> usize {
         self.starts.len()
     }

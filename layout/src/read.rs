@@ -556,6 +556,28 @@ impl<'a> BatchView<'a> {
         }
     }
 
+    /// Checks the framing only: each event's length, and the count. For
+    /// bytes weir wrote itself and kept under a checksum (a disk buffer),
+    /// where walking every value again would double the cost of reading
+    /// them back; reads still check what they read.
+    pub fn frames(&self) -> Result<Vec<u32>> {
+        let mut starts = Vec::with_capacity(self.len());
+        let mut pos = spec::HEADER_LEN;
+        while pos < self.bytes.len() {
+            starts.push(pos as u32);
+            let len = u32_at(self.bytes, pos)? as usize;
+            bytes_at(self.bytes, pos + 4, len)?;
+            pos += 4 + len;
+        }
+        if starts.len() != self.len() {
+            return Err(LayoutError::CountMismatch {
+                header: self.count,
+                found: starts.len() as u32,
+            });
+        }
+        Ok(starts)
+    }
+
     /// Walks every event and value: afterwards, reads cannot fail.
     /// Returns the start offset of each event's length prefix.
     pub fn validate(&self) -> Result<Vec<u32>> {

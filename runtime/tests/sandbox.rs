@@ -137,6 +137,16 @@ fn planted_panics_fail_only_their_events() {
     kept.sort();
     assert!(kept.iter().all(|i| i % 1000 != 999) && kept.len() == 4995);
     assert!(err.contains(" trap=5)"), "{err}");
+
+    // `drop`: the five events are dropped, counted, and nothing else is.
+    let (out, dlq, err) = run_hostile(
+        &numbered(5000, |_| ""),
+        "config = { mode = \"trap\", n = 1000 }\non_error = \"drop\"",
+        "",
+    );
+    assert_eq!((out.len(), dlq.len()), (4995, 0));
+    assert!(out.iter().all(|e| is(e) % 1000 != 999));
+    assert!(err.contains("5 errors, 5 dropped on error"), "{err}");
 }
 
 #[test]

@@ -28,9 +28,10 @@
 //! # Durability
 //! * [`Sync::Always`]: `append` returns after fdatasync; nothing it accepted is lost.
 //! * [`Sync::Interval`]: a process crash loses nothing (the page cache survives it); a
-//!   power loss loses what was appended since the last fdatasync. There is no timer
-//!   thread: the sync runs on the first append/next/ack at least `interval` after the
-//!   previous one (a reader blocked in `next` checks every 100 ms), at roll and on close.
+//!   power loss loses what was appended since the last fdatasync. The sync (of the
+//!   current segment, and of the segments rolled away from) runs on the first
+//!   next/ack/[`Ticker::tick`] at least `interval` after the previous one, and on
+//!   close; never on `append`, so waiting for the disk does not hold the writer up.
 //!
 //! One `open` per directory at a time is the caller's job: there is no lock file.
 use std::collections::VecDeque;
@@ -219,6 +220,10 @@ struct State {
     file: Option<(Arc<File>, PathBuf)>,
     dirty: bool,
     last_sync: Option<Instant>,
+    /// Segments rolled away from and the directory's new names, not yet
+    /// synced (Interval mode): synced off the writer's path.
+    unsynced: Vec<(Arc<File>, PathBuf)>,
+    dir_unsynced: bool,
     writer_closed: bool,
     reader_closed: bool,
     /// Failures of that housekeeping, handed to the next writer / reader call.
@@ -242,8 +247,10 @@ impl Shared {
 
     /// Runs an overdue fdatasync (Interval mode), persists a moved ack position and
     /// deletes the segments it covers; `force` ignores the timers. Errors are parked for
-    /// the side they concern, since acks cannot return them.
-    fn tick(&self, force: bool) {
+    /// the side they concern, since acks cannot return them. The writer passes
+    /// `sync = false`: a sync that waits for the disk must not hold up appends (and,
+    /// through them, the sources); the reader, acks and [`Ticker`] run it.
+    fn tick(&self, force: bool, sync: bool) {
         let _io = match self.io.try_lock() {
             Ok(g) => g,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
@@ -252,22 +259,38 @@ impl Shared {
         };
         let now = Instant::now();
         let due = |last: Option<Instant>, every| force || last.is_none_or(|t| now - t >= every);
-        let (sync, ack) = {
+        let (sync, rolled, dir, ack) = {
             let mut st = self.lock();
+            let allowed = sync || force;
             let sync = match self.opts.sync {
-                Sync::Interval(every) if st.dirty && due(st.last_sync, every) => {
+                Sync::Interval(every) if allowed && st.dirty && due(st.last_sync, every) => {
                     (st.dirty, st.last_sync) = (false, Some(now));
                     st.file.clone()
                 }
                 _ => None,
             };
+            let rolled = match allowed {
+                true => std::mem::take(&mut st.unsynced),
+                false => Vec::new(),
+            };
+            let dir = allowed && std::mem::take(&mut st.dir_unsynced);
             let moved = st.ack_pos != st.persisted_ack;
             let ack = (moved && due(st.last_ack_write, ACK_INTERVAL)).then_some(st.ack_pos);
             if ack.is_some() {
                 st.last_ack_write = Some(now);
             }
-            (sync, ack)
+            (sync, rolled, dir, ack)
         };
+        for (file, path) in rolled {
+            if let Err(e) = file.sync_data() {
+                self.lock().writer_err = Some(ctx(&path, "fdatasync")(e));
+            }
+        }
+        if dir {
+            if let Err(e) = File::open(&self.dir).and_then(|d| d.sync_all()) {
+                self.lock().writer_err = Some(ctx(&self.dir, "fsync dir")(e));
+            }
+        }
         if let Some((file, path)) = sync {
             if let Err(e) = file.sync_data() {
                 let mut st = self.lock();
@@ -294,6 +317,16 @@ impl Shared {
             }
         }
     }
+}
+
+/// Writes `header` then `payload`, with `writev` while it takes them whole.
+fn write_parts(mut file: &File, header: &[u8], payload: &[u8]) -> io::Result<()> {
+    let mut done = file.write_vectored(&[io::IoSlice::new(header), io::IoSlice::new(payload)])?;
+    if done < header.len() {
+        file.write_all(&header[done..])?;
+        done = header.len();
+    }
+    file.write_all(&payload[done - header.len()..])
 }
 
 fn write_ack(dir: &Path, next_unacked: u64) -> Result<(), Error> {
@@ -452,7 +485,6 @@ pub fn open(dir: &Path, opts: Options) -> Result<(Writer, Reader, Recovered), Er
         path: PathBuf::new(),
         seg_len: 0,
         next_id,
-        buf: Vec::new(),
         broken: false,
     };
     writer.roll()?;
@@ -474,7 +506,6 @@ pub struct Writer {
     path: PathBuf,
     seg_len: u64,
     next_id: u64,
-    buf: Vec<u8>,
     /// A write failed mid-record: the segment's tail is unknown, so roll before the next.
     broken: bool,
 }
@@ -535,7 +566,7 @@ impl Writer {
         st.dirty |= matches!(self.sh.opts.sync, Sync::Interval(_));
         drop(st);
         self.sh.cond.notify_all();
-        self.sh.tick(false);
+        self.sh.tick(false, false);
         Ok(())
     }
 
@@ -547,16 +578,14 @@ impl Writer {
         // Consumed even if the write fails, so a half-written record's id stays unique.
         let id = self.next_id;
         self.next_id += 1;
-        let len = (payload.len() as u32).to_le_bytes();
-        let crc = crc32fast::hash(payload).to_le_bytes();
-        self.buf.clear();
-        for part in [&len[..], &crc, &id.to_le_bytes(), payload] {
-            self.buf.extend_from_slice(part);
-        }
+        let mut header = [0u8; HEADER as usize];
+        header[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        header[4..8].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        header[8..].copy_from_slice(&id.to_le_bytes());
         let file = self.file.as_deref().expect("rolled");
-        let mut res = (&*file)
-            .write_all(&self.buf)
-            .map_err(ctx(&self.path, "write"));
+        // Header and payload in one system call, without copying the
+        // payload into a buffer of its own first.
+        let mut res = write_parts(file, &header, payload).map_err(ctx(&self.path, "write"));
         if res.is_ok() && self.sh.opts.sync == Sync::Always {
             res = file.sync_data().map_err(ctx(&self.path, "fdatasync"));
         }
@@ -569,8 +598,13 @@ impl Writer {
 
     /// Starts a new segment named by the next id, after syncing the current one.
     fn roll(&mut self) -> Result<(), Error> {
+        let interval = matches!(self.sh.opts.sync, Sync::Interval(_));
         if let (Some(f), false) = (&self.file, self.broken) {
-            f.sync_data().map_err(ctx(&self.path, "fdatasync"))?;
+            match interval {
+                // Synced off the writer's path, with the next periodic sync.
+                true => self.sh.lock().unsynced.push((f.clone(), self.path.clone())),
+                false => f.sync_data().map_err(ctx(&self.path, "fdatasync"))?,
+            }
         }
         let (dir, first_id) = (&self.sh.dir, self.next_id);
         let path = seg_path(dir, first_id);
@@ -593,6 +627,10 @@ impl Writer {
         self.sh.cond.notify_all();
         (self.file, self.path, self.seg_len, self.broken) = (Some(f), path, MAGIC_LEN, false);
         // Make the new name durable, or a power loss could orphan its synced records.
+        if interval {
+            self.sh.lock().dir_unsynced = true;
+            return Ok(());
+        }
         let sync_dir = File::open(dir).and_then(|d| d.sync_all());
         sync_dir.map_err(ctx(dir, "fsync dir"))
     }
@@ -611,7 +649,7 @@ impl Writer {
             (st.dirty, st.writer_closed) = (false, true);
         }
         self.sh.cond.notify_all();
-        self.sh.tick(true);
+        self.sh.tick(true, true);
         let deferred = self.sh.lock().writer_err.take();
         res.and(deferred.map_or(Ok(()), Err))
     }
@@ -665,6 +703,14 @@ impl Reader {
         self.next_inner(Some(Instant::now() + t))
     }
 
+    /// A handle that runs the periodic housekeeping (syncs, ack writes)
+    /// while the reader is blocked elsewhere, e.g. behind a sink that is down.
+    pub fn ticker(&self) -> Ticker {
+        Ticker {
+            sh: self.sh.clone(),
+        }
+    }
+
     pub fn acker(&self) -> Acker {
         Acker {
             sh: self.sh.clone(),
@@ -677,7 +723,7 @@ impl Reader {
     }
 
     fn next_inner(&mut self, deadline: Option<Instant>) -> Result<Next, Error> {
-        self.sh.tick(false);
+        self.sh.tick(false, true);
         loop {
             let mut st = self.sh.lock();
             if let Some(e) = st.reader_err.take() {
@@ -713,7 +759,7 @@ impl Reader {
                         }
                     }
                     drop(self.sh.cond.wait_timeout(st, wait));
-                    self.sh.tick(false);
+                    self.sh.tick(false, true);
                 }
             }
         }
@@ -767,8 +813,14 @@ impl Reader {
         }
         let mut payload = Vec::new();
         if id >= self.min_id {
-            payload.resize(len as usize, 0);
-            c.file.read_exact(&mut payload).map_err(ctx(path, "read"))?;
+            payload.reserve_exact(len as usize);
+            let got = (&mut c.file)
+                .take(u64::from(len))
+                .read_to_end(&mut payload)
+                .map_err(ctx(path, "read"))?;
+            if got != len as usize {
+                return Err(bad("length past the written end"));
+            }
             if crc32fast::hash(&payload) != crc {
                 return Err(bad("crc mismatch"));
             }
@@ -783,7 +835,7 @@ impl Reader {
 
     /// Idempotent: `close` and then `Drop` both come here.
     fn finish(&mut self) -> Result<(), Error> {
-        self.sh.tick(true);
+        self.sh.tick(true, true);
         let err = {
             let mut st = self.sh.lock();
             st.reader_closed = true;
@@ -801,6 +853,18 @@ impl Drop for Reader {
 }
 
 /// Reports delivery; cheap to clone and usable from any thread.
+/// Runs overdue syncs and ack writes when called: see [`Reader::ticker`].
+#[derive(Clone)]
+pub struct Ticker {
+    sh: Arc<Shared>,
+}
+
+impl Ticker {
+    pub fn tick(&self) {
+        self.sh.tick(false, true);
+    }
+}
+
 #[derive(Clone)]
 pub struct Acker {
     sh: Arc<Shared>,
@@ -829,7 +893,7 @@ impl Acker {
             st.reader_closed
         };
         // With the reader gone nobody else would persist it.
-        self.sh.tick(reader_closed);
+        self.sh.tick(reader_closed, true);
     }
 }
 

@@ -21,6 +21,7 @@ pub mod disk;
 use crate::topology::{drain, Ack, Batch, Rx, Shutdown, Stats, Tx};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use weir_layout::BatchBuf;
@@ -175,12 +176,28 @@ pub fn run_disk(
     let writing = std::thread::Builder::new()
         .name(format!("buffer-in-{name}"))
         .spawn(move || write(&n, writer, input, when_full, &s));
+    // Syncs to disk run here, off the writer's path, also while the reader
+    // waits behind a sink that is down.
+    let (ticker, sinking) = (reader.ticker(), Arc::new(AtomicBool::new(true)));
+    let s = sinking.clone();
+    let ticking = std::thread::Builder::new()
+        .name(format!("buffer-sync-{name}"))
+        .spawn(move || {
+            while s.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+                ticker.tick();
+            }
+        });
     let (n, sd) = (name.to_string(), shutdown.clone());
     let reading = std::thread::Builder::new()
         .name(format!("buffer-out-{name}"))
         .spawn(move || read(&n, reader, tx, &sd));
     sink(rx);
     for t in [writing, reading].into_iter().flatten() {
+        let _ = t.join();
+    }
+    sinking.store(false, Ordering::Relaxed);
+    if let Ok(t) = ticking {
         let _ = t.join();
     }
 }
@@ -226,7 +243,7 @@ fn read(name: &str, mut reader: disk::Reader, out: Tx, shutdown: &Shutdown) {
                 return;
             }
         };
-        let events = match BatchBuf::from_bytes(record.payload) {
+        let events = match BatchBuf::from_own_bytes(record.payload) {
             Ok(b) => b,
             Err(e) => {
                 // Checksummed, so written by another version of weir.

@@ -510,3 +510,34 @@ buffer = {{ type = "disk", max_size = "64MiB" }}
 fn show(dir: &Path) -> PathBuf {
     dir.to_path_buf()
 }
+
+#[test]
+fn sigterm_on_stdin_sends_whole_lines_and_no_half_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        dir.path(),
+        "[sources.in]\ntype = \"stdin\"\n\n[sinks.out]\ntype = \"file\"\npath = \"out.jsonl\"\ninputs = [\"in\"]\n",
+    );
+    let mut child = start(&p, &[]);
+    let mut stdin = child.stdin.take().unwrap();
+    let n = 50_000;
+    let text: String = (0..n).map(line).collect();
+    stdin.write_all(text.as_bytes()).unwrap();
+    // A writer in the middle of a line when weir is told to stop.
+    stdin.write_all(&line(n).as_bytes()[..12]).unwrap();
+    stdin.flush().unwrap();
+    let out = dir.path().join("out.jsonl");
+    eventually(60, "the whole lines", || counts(&out).len() == n as usize);
+    signal(&child, libc::SIGTERM);
+    let done = wait_output(child, 60);
+    drop(stdin);
+    assert!(done.status.success(), "{}", stderr(&done));
+    let events = events_in(&out);
+    assert_eq!(events.len(), n as usize, "no event made of the half line");
+    assert!(events.iter().all(|e| e.get("_error").is_none()));
+    assert!(
+        stderr(&done).contains("stopped in the middle of a line: its first 12 bytes were not sent"),
+        "{}",
+        stderr(&done)
+    );
+}

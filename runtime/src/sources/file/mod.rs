@@ -223,7 +223,7 @@ pub fn run(
         let mut found: Vec<Tailed> = Vec::new();
         let mut read = false;
         for t in &mut files {
-            if t.truncated() {
+            if t.truncated(&ledger) {
                 let mut skip = keys.clone();
                 skip.extend(found.iter().map(|c| c.key));
                 match t.restart(&ctx, &mut out, &skip, &mut copies) {
@@ -523,7 +523,7 @@ impl Tailed {
     /// At the end of what was read: whether the file was truncated (it is
     /// shorter, or its first bytes changed). Takes a longer head of a file
     /// that was shorter than one.
-    fn truncated(&mut self) -> bool {
+    fn truncated(&mut self, ledger: &Ledger) -> bool {
         let Ok(meta) = self.file.metadata() else {
             return false;
         };
@@ -541,6 +541,7 @@ impl Tailed {
         if !self.head.is_full() {
             if let Ok(h) = Head::of(&self.file, size) {
                 self.head = h;
+                ledger.set_head(self.id, h);
             }
         }
         false
