@@ -561,33 +561,24 @@ impl<'a> BatchView<'a> {
     /// where walking every value again would double the cost of reading
     /// them back; reads still check what they read.
     pub fn frames(&self) -> Result<Vec<u32>> {
-        let mut starts = Vec::with_capacity(self.len());
-        let mut pos = spec::HEADER_LEN;
-        while pos < self.bytes.len() {
-            starts.push(pos as u32);
-            let len = u32_at(self.bytes, pos)? as usize;
-            bytes_at(self.bytes, pos + 4, len)?;
-            pos += 4 + len;
-        }
-        if starts.len() != self.len() {
-            return Err(LayoutError::CountMismatch {
-                header: self.count,
-                found: starts.len() as u32,
-            });
-        }
-        Ok(starts)
+        self.walk(|_, _| Ok(()))
     }
 
     /// Walks every event and value: afterwards, reads cannot fail.
     /// Returns the start offset of each event's length prefix.
     pub fn validate(&self) -> Result<Vec<u32>> {
+        self.walk(|raw, at| validate_event(raw).map_err(|e| offset_error(e, at)))
+    }
+
+    /// The start of each event's length prefix, each event's bytes handed
+    /// to `check` with their offset; the count must match the header's.
+    fn walk(&self, check: impl Fn(&[u8], usize) -> Result<()>) -> Result<Vec<u32>> {
         let mut starts = Vec::with_capacity(self.len());
         let mut pos = spec::HEADER_LEN;
         while pos < self.bytes.len() {
             starts.push(pos as u32);
             let len = u32_at(self.bytes, pos)? as usize;
-            let raw = bytes_at(self.bytes, pos + 4, len)?;
-            validate_event(raw).map_err(|e| offset_error(e, pos + 4))?;
+            check(bytes_at(self.bytes, pos + 4, len)?, pos + 4)?;
             pos += 4 + len;
         }
         if starts.len() != self.len() {

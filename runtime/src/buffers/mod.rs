@@ -20,7 +20,7 @@ pub mod disk;
 
 use crate::topology::{drain, Ack, Batch, Rx, Shutdown, Stats, Tx};
 use serde::Deserialize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,18 +110,6 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{text}` is too large"))
 }
 
-/// Where a sink's disk buffer lives.
-pub fn dir(data_dir: &Path, sink: &str) -> PathBuf {
-    let safe: String = sink
-        .chars()
-        .map(|c| match c.is_ascii_alphanumeric() || "-_.".contains(c) {
-            true => c,
-            false => '_',
-        })
-        .collect();
-    data_dir.join("buffers").join(safe)
-}
-
 /// Runs `sink` behind a disk buffer in `dir`: one thread writes what comes
 /// from `input` to disk and lets its sources go; another hands the sink what
 /// is on disk, which is removed once the sink accepted it. On a shutdown
@@ -137,6 +125,20 @@ pub fn run_disk(
     shutdown: Shutdown,
     sink: impl FnOnce(Rx),
 ) {
+    // One user of the directory at a time: a sink being replaced by a
+    // reload hands it over once it has let go, another weir never shares it.
+    let _lock = match lock(dir) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(
+                sink = name,
+                "cannot lock its disk buffer {}: {e}; stopping the pipeline",
+                dir.display()
+            );
+            shutdown.trigger();
+            return drain(&input);
+        }
+    };
     let opts = disk::Options {
         max_size: cfg.max_size.0,
         segment_size: (cfg.max_size.0 / 8).clamp(1 << 20, 32 << 20),
@@ -199,6 +201,31 @@ pub fn run_disk(
     sinking.store(false, Ordering::Relaxed);
     if let Ok(t) = ticking {
         let _ = t.join();
+    }
+}
+
+/// Takes `dir/lock` for this process, waiting while another holds it.
+fn lock(dir: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(dir)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))?;
+    let fd = file.as_raw_fd();
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(file);
+    }
+    tracing::info!(
+        "waiting for {} to be let go (a sink being replaced, or another weir using this data_dir)",
+        dir.display()
+    );
+    // SAFETY: as above; this one waits.
+    match unsafe { libc::flock(fd, libc::LOCK_EX) } {
+        0 => Ok(file),
+        _ => Err(std::io::Error::last_os_error()),
     }
 }
 
@@ -274,6 +301,26 @@ fn read(name: &str, mut reader: disk::Reader, out: Tx, shutdown: &Shutdown) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_user_of_the_directory_waits_for_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = lock(dir.path()).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let d = dir.path().to_path_buf();
+        let second = std::thread::spawn(move || {
+            let l = lock(&d).unwrap();
+            tx.send(()).unwrap();
+            l
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "both held it"
+        );
+        drop(first);
+        assert!(rx.recv_timeout(Duration::from_secs(5)).is_ok());
+        drop(second.join().unwrap());
+    }
 
     #[test]
     fn sizes_parse_with_units() {

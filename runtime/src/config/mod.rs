@@ -110,6 +110,19 @@ impl Pipeline {
         }
     }
 
+    /// `data_dir/kind/NAME`, for state a component keeps: a component's
+    /// name made safe as a file name (`/` and the like become `_`).
+    pub fn state_path(&self, kind: &str, name: &str) -> PathBuf {
+        let safe: String = name
+            .chars()
+            .map(|c| match c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                true => c,
+                false => '_',
+            })
+            .collect();
+        self.data_dir().join(kind).join(safe)
+    }
+
     pub fn resolve(&self, p: &Path) -> PathBuf {
         if p.is_absolute() {
             p.to_path_buf()

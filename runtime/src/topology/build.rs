@@ -295,7 +295,7 @@ fn build_against(
                 let saved = cfg
                     .checkpoint
                     .unwrap_or(cfg.follow)
-                    .then(|| checkpoint_path(&p.data_dir(), name));
+                    .then(|| p.state_path("checkpoints", &format!("{name}.json")));
                 // Read here to report a damaged file; read again when the
                 // source starts, after a source it replaces saved its last.
                 if let Err(what) = sources::file::Ledger::open(saved.clone()) {
@@ -599,7 +599,7 @@ fn build_against(
                         "max_size must be more than 0",
                     ));
                 }
-                let dir = buffers::dir(&p.data_dir(), name);
+                let dir = p.state_path("buffers", name);
                 Box::new(move || {
                     let (stats, stop) = (s_stats.clone(), sd.clone());
                     buffers::run_disk(&n, &d, &dir, rx, cap, stats, stop, |rx| {
@@ -852,18 +852,6 @@ fn listen_limits(
         buffered: sources::net::Budget::new(l.max_buffered_bytes),
     };
     (limits, tls)
-}
-
-/// Where a file source keeps its checkpoints.
-fn checkpoint_path(data_dir: &std::path::Path, source: &str) -> std::path::PathBuf {
-    let safe: String = source
-        .chars()
-        .map(|c| match c.is_ascii_alphanumeric() || "-_.".contains(c) {
-            true => c,
-            false => '_',
-        })
-        .collect();
-    data_dir.join("checkpoints").join(format!("{safe}.json"))
 }
 
 fn positive_duration(

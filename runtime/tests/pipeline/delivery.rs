@@ -6,7 +6,7 @@
 use crate::common::*;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -119,6 +119,17 @@ fn counts(path: &Path) -> BTreeMap<u64, u32> {
     for e in events_in(path) {
         if let Some(i) = e["i"].as_u64() {
             *seen.entry(i).or_default() += 1;
+        }
+    }
+    seen
+}
+
+/// How often each `i` was posted (as JSON arrays) to `receiver`.
+fn posted(receiver: &Recorder) -> BTreeMap<u64, u32> {
+    let mut seen = BTreeMap::new();
+    for r in receiver.received() {
+        for e in r.body.as_array().into_iter().flatten() {
+            *seen.entry(e["i"].as_u64().unwrap()).or_insert(0u32) += 1;
         }
     }
     seen
@@ -262,15 +273,7 @@ buffer = {{ type = "disk", max_size = "256MiB" }}
         "lost {} lines: {missing:?}",
         missing.len()
     );
-    let received = || {
-        let mut seen = BTreeMap::new();
-        for r in receiver.received() {
-            for e in r.body.as_array().into_iter().flatten() {
-                *seen.entry(e["i"].as_u64().unwrap()).or_insert(0u32) += 1;
-            }
-        }
-        missing_and_duplicates(&seen, n)
-    };
+    let received = || missing_and_duplicates(&posted(&receiver), n);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !received().0.is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
@@ -481,21 +484,10 @@ buffer = {{ type = "disk", max_size = "64MiB" }}
     let receiver = Recorder::start_on(std::net::TcpListener::bind(addr).unwrap(), Vec::new());
     let child = start(&p, &[]);
     eventually(60, "every line at the receiver", || {
-        receiver
-            .received()
-            .iter()
-            .map(|r| r.body.as_array().map_or(0, Vec::len))
-            .sum::<usize>()
-            >= n as usize
+        posted(&receiver).len() == n as usize
     });
     stop(child);
-    let mut seen = BTreeMap::new();
-    for r in receiver.received() {
-        for e in r.body.as_array().into_iter().flatten() {
-            *seen.entry(e["i"].as_u64().unwrap()).or_insert(0u32) += 1;
-        }
-    }
-    let (missing, dups) = missing_and_duplicates(&seen, n);
+    let (missing, dups) = missing_and_duplicates(&posted(&receiver), n);
     assert!(missing.is_empty(), "lost {}", missing.len());
     assert_eq!(dups, 0, "a clean stop keeps exactly what was not delivered");
     assert_eq!(
@@ -503,12 +495,6 @@ buffer = {{ type = "disk", max_size = "64MiB" }}
         n as usize,
         "the file sink got nothing twice"
     );
-}
-
-/// The path of a pipeline's own files, for the reader of a failed test.
-#[allow(dead_code)]
-fn show(dir: &Path) -> PathBuf {
-    dir.to_path_buf()
 }
 
 #[test]
