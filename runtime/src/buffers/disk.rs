@@ -38,6 +38,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
@@ -261,19 +262,22 @@ impl Shared {
         let due = |last: Option<Instant>, every| force || last.is_none_or(|t| now - t >= every);
         let (sync, rolled, dir, ack) = {
             let mut st = self.lock();
-            let allowed = sync || force;
-            let sync = match self.opts.sync {
-                Sync::Interval(every) if allowed && st.dirty && due(st.last_sync, every) => {
-                    (st.dirty, st.last_sync) = (false, Some(now));
-                    st.file.clone()
+            // Interval mode: the current segment, the ones rolled away from
+            // and the directory's new names are synced together, once due.
+            let pending = st.dirty || !st.unsynced.is_empty() || st.dir_unsynced;
+            let due_sync = match self.opts.sync {
+                Sync::Interval(every) => (sync || force) && pending && due(st.last_sync, every),
+                Sync::Always => false,
+            };
+            let (sync, rolled, dir) = match due_sync {
+                true => {
+                    st.last_sync = Some(now);
+                    let file = std::mem::take(&mut st.dirty).then(|| st.file.clone());
+                    let rolled = std::mem::take(&mut st.unsynced);
+                    (file.flatten(), rolled, std::mem::take(&mut st.dir_unsynced))
                 }
-                _ => None,
+                false => (None, Vec::new(), false),
             };
-            let rolled = match allowed {
-                true => std::mem::take(&mut st.unsynced),
-                false => Vec::new(),
-            };
-            let dir = allowed && std::mem::take(&mut st.dir_unsynced);
             let moved = st.ack_pos != st.persisted_ack;
             let ack = (moved && due(st.last_ack_write, ACK_INTERVAL)).then_some(st.ack_pos);
             if ack.is_some() {
@@ -282,6 +286,10 @@ impl Shared {
             (sync, rolled, dir, ack)
         };
         for (file, path) in rolled {
+            // Deleted meanwhile (every record accepted): nothing to keep.
+            if file.metadata().is_ok_and(|m| m.nlink() == 0) {
+                continue;
+            }
             if let Err(e) = file.sync_data() {
                 self.lock().writer_err = Some(ctx(&path, "fdatasync")(e));
             }

@@ -181,8 +181,4 @@ impl LineReader {
             marks.mark(id, self.offset());
         }
     }
-
-    pub fn lines(&self) -> u64 {
-        self.line_no
-    }
 }
