@@ -54,9 +54,19 @@ pub struct Pushed {
 }
 
 impl Pushed {
-    fn fail(&mut self, batch: &BatchBuf, failed: Vec<(usize, String)>) {
-        for (i, reason) in failed {
-            if let Some(e) = batch.get(i) {
+    /// Takes the rows of the evaluated table that failed as events of
+    /// `batch`; `on_time` says which events the rows are when late ones
+    /// were left out of the table.
+    fn fail(&mut self, batch: &BatchBuf, on_time: Option<&[bool]>, failed: Vec<(usize, String)>) {
+        if failed.is_empty() {
+            return;
+        }
+        let events: Vec<usize> = match on_time {
+            Some(mask) => (0..mask.len()).filter(|&i| mask[i]).collect(),
+            None => (0..batch.len()).collect(),
+        };
+        for (row, reason) in failed {
+            if let Some(e) = events.get(row).and_then(|&i| batch.get(i)) {
                 let _ = self.failed.push_raw(e.raw());
                 self.reasons.push(reason);
             }
@@ -242,14 +252,11 @@ impl Query {
             self.watermark = wm;
             self.stats.late += out.late.len() as u64;
         }
-        // Which event each row of the table is.
-        let (table, events): (RecordBatch, Vec<usize>) = match on_time {
+        let table = match &on_time {
             Some(mask) => {
-                let kept = (0..mask.len()).filter(|&i| mask[i]).collect();
-                let t = arrow::compute::filter_record_batch(&table, &BooleanArray::from(mask))?;
-                (t, kept)
+                arrow::compute::filter_record_batch(&table, &BooleanArray::from(mask.clone()))?
             }
-            None => (table, (0..batch.len()).collect()),
+            None => table,
         };
 
         let mut parts = Vec::new();
@@ -261,10 +268,7 @@ impl Query {
                 Ok(())
             };
             isolate(&table, 0, &mut eval, &mut failed, &mut 64);
-            out.fail(
-                batch,
-                failed.into_iter().map(|(i, e)| (events[i], e)).collect(),
-            );
+            out.fail(batch, on_time.as_deref(), failed);
             let batch = match parts.len() {
                 0 => RecordBatch::new_empty(run.plan.output.clone()),
                 1 => parts.pop().expect("one part"),
@@ -284,10 +288,7 @@ impl Query {
             agg.update(&input)
         };
         isolate(&table, 0, &mut eval, &mut failed, &mut 64);
-        out.fail(
-            batch,
-            failed.into_iter().map(|(i, e)| (events[i], e)).collect(),
-        );
+        out.fail(batch, on_time.as_deref(), failed);
         out.rows = self.close(self.watermark)?;
         Ok(out)
     }

@@ -296,9 +296,10 @@ fn build_against(
                     .checkpoint
                     .unwrap_or(cfg.follow)
                     .then(|| p.state_path("checkpoints", &format!("{name}.json")));
-                // Read here to report a damaged file; read again when the
-                // source starts, after a source it replaces saved its last.
-                if let Err(what) = sources::file::Ledger::open(saved.clone()) {
+                // Checked here so that `weir validate` reports an unreadable
+                // file; read when the source starts, after a source it
+                // replaces (a reload) saved its last.
+                if let Some(Err(what)) = saved.as_deref().map(sources::file::Ledger::check) {
                     problems.push(p.problem("sources", name, Some("checkpoint"), what));
                 }
                 Box::new(move || match sources::file::Ledger::open(saved) {

@@ -9,7 +9,7 @@
 //! the next call.
 
 use crate::config::OnError;
-use crate::plugin::{CallError, EventError, Instance, Plugin, Reply};
+use crate::plugin::{CallError, EventError, Failure, Instance, Plugin, Reply};
 use crate::topology::{Batch, Output, Rx, Stats, Swap};
 use std::sync::mpsc::Receiver;
 use weir_layout::{BatchBuf, EventKind, EventView};
@@ -247,9 +247,9 @@ impl Default for Retries {
 
 impl Retries {
     fn take(&mut self, reason: &str) -> bool {
-        let left = match reason {
-            "timeout" => &mut self.timeouts,
-            _ => &mut self.calls,
+        let left = match reason == Failure::Timeout.as_str() {
+            true => &mut self.timeouts,
+            false => &mut self.calls,
         };
         if *left == 0 {
             return false;

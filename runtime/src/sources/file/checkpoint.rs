@@ -149,6 +149,17 @@ pub enum Known {
 }
 
 impl Ledger {
+    /// Whether the ledger at `path` can be read (a missing one can: it is
+    /// empty), without reading it: for `weir validate`.
+    pub fn check(path: &Path) -> Result<(), String> {
+        match File::open(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(format!("cannot read {}: {e}", path.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The ledger saved at `path` (none yet: empty); `None` keeps nothing.
     pub fn open(path: Option<PathBuf>) -> Result<Ledger, String> {
         let mut state = State::default();

@@ -123,9 +123,17 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// Starts reading `file` at `offset` as a new stream.
-    fn tail(&self, path: PathBuf, file: File, key: FileKey, size: u64, offset: u64) -> Tailed {
-        let head = Head::of(&file, size).unwrap_or_default();
+    /// Starts reading `file` (`size` bytes long, starting with `head`) at
+    /// `offset` as a new stream.
+    fn tail(
+        &self,
+        path: PathBuf,
+        file: File,
+        key: FileKey,
+        size: u64,
+        head: Head,
+        offset: u64,
+    ) -> Tailed {
         let id = self.ledger.start(key, head, &path, offset);
         self.tail_stream(path, file, key, size, head, id, offset)
     }
@@ -383,7 +391,7 @@ fn discover(
             "reading {} from byte {offset}",
             path.display()
         );
-        files.push(ctx.tail(path, file, key, size, offset));
+        files.push(ctx.tail(path, file, key, size, head, offset));
     }
     for t in files.iter_mut() {
         if !seen.contains(&t.key) && t.leaving.is_none() {
@@ -408,7 +416,9 @@ fn resume_unclaimed(ctx: &Ctx<'_>, files: &mut Vec<Tailed>) {
             "reading the rest of {}, rotated while weir was down",
             path.display()
         );
-        let mut t = ctx.tail(path, file, key, meta.len(), offset);
+        let size = meta.len();
+        let head = Head::of(&file, size).unwrap_or_default();
+        let mut t = ctx.tail(path, file, key, size, head, offset);
         t.leaving = Some(Instant::now());
         files.push(t);
     }
@@ -581,7 +591,10 @@ impl Tailed {
         let file = self.file.try_clone();
         let (path, key) = (self.path.clone(), self.key);
         match file {
-            Ok(f) => *self = ctx.tail(path, f, key, size, 0),
+            Ok(f) => {
+                let head = Head::of(&f, size).unwrap_or_default();
+                *self = ctx.tail(path, f, key, size, head, 0);
+            }
             Err(e) => tracing::error!(source = ctx.name, "cannot reopen {}: {e}", path.display()),
         }
         Ok(copy)
