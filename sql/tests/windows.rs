@@ -658,3 +658,27 @@ fn a_row_that_fails_to_evaluate_fails_alone() {
         .value(0);
     assert_eq!((n, s), (1001, 100_100));
 }
+
+/// With a late event left out before it, a failing row is still reported
+/// as its own event, not as the one at its position in the batch.
+#[test]
+fn a_failed_row_after_a_late_event_is_reported_as_itself() {
+    let schema = weir_sql::schema::declared(&[("d".into(), "int".into())]).unwrap();
+    let opts = QueryOptions {
+        tables: vec!["events".into()],
+        schema: Some(schema),
+        allowed_lateness: 0,
+        max_groups: None,
+    };
+    let sql =
+        "SELECT count(*) AS n, sum(10 / d) AS s FROM events GROUP BY tumble(interval '1 minute')";
+    let mut q = Query::new(sql, opts).unwrap();
+    let mut b = BatchBuf::new();
+    for (secs, d) in [(120, 1), (0, 1), (121, 0)] {
+        b.log(secs * SEC).field("d", d).finish().unwrap();
+    }
+    let pushed = q.push(&b).unwrap();
+    assert_eq!(pushed.late.len(), 1);
+    let failed: Vec<i64> = pushed.failed.iter().map(|e| e.timestamp() / SEC).collect();
+    assert_eq!(failed, [121]);
+}
