@@ -14,7 +14,7 @@
 //!   (`group_wait = "0s"`); median and worst over 50 alerts.
 
 // The test suite's HTTP recorder, standing in for the webhook receiver.
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/e2e/common/mod.rs"]
 mod testing;
 
 use std::sync::Arc;

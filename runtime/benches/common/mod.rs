@@ -2,9 +2,9 @@
 //! timing a running weir through its admin API.
 #![allow(dead_code)]
 
-#[path = "../../tests/common/net.rs"]
+#[path = "../../tests/e2e/common/net.rs"]
 pub mod net;
-#[path = "../../tests/common/tansu.rs"]
+#[path = "../../tests/e2e/common/tansu.rs"]
 pub mod tansu;
 
 pub use net::free_port;

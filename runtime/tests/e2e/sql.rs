@@ -1,9 +1,7 @@
 //! SQL over streams through the real binary: `weir sql` over files, and
 //! `[queries.*]` in a running pipeline with its late-events output.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::BTreeMap;
 
 /// `n` events over ~`n / 10` seconds, ten services, some errors; every

@@ -3,9 +3,7 @@
 //! with a failing first try, a generic endpoint with auth and gzip, and an
 //! endpoint that is down and then comes up.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

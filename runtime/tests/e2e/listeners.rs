@@ -3,13 +3,10 @@
 //! frames, a 100 MB line, slow clients, invalid protobuf, wrong content
 //! types) answered, counted, and survived while others are still served.
 
-#[path = "listeners/attacks.rs"]
 mod attacks;
-mod common;
-#[path = "listeners/tls.rs"]
 mod tls;
 
-use common::*;
+use crate::common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};

@@ -1,8 +1,6 @@
 //! The `weir` commands a user runs, against the real binary.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
     let p = dir.join(name);

@@ -2,9 +2,7 @@
 //! with chosen event times, and a real HTTP server standing in for Slack
 //! and for an Alertmanager webhook receiver.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::io::Write;
 use std::process::Child;
 use std::time::Duration;

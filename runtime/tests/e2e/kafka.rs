@@ -2,10 +2,8 @@
 //! here on loopback; `scripts/tansu` fetches it) for the end-to-end paths,
 //! and librdkafka's mock cluster where a broker has to fail on cue.
 
-mod common;
-
-use common::tansu::Tansu;
-use common::*;
+use crate::common::tansu::Tansu;
+use crate::common::*;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
@@ -116,7 +114,7 @@ fn records_flow_through_a_plugin_to_kafka_and_a_file_with_their_metadata() {
 
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.jsonl");
-    let pipeline = common::pipeline(
+    let pipeline = crate::common::pipeline(
         dir.path(),
         &format!(
             r#"

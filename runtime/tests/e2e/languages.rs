@@ -1,9 +1,7 @@
 //! The same filter written in Rust, Python, JavaScript and C, run through
 //! the real host on the same events: the same output from each.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 fn example(lang: &str) -> std::path::PathBuf {
     let p = repo()

@@ -5,9 +5,7 @@
 //! acks included; rsyslog and Node's fluent-logger over TLS. Debian packages and the clients are installed by
 //! `scripts/test`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -470,7 +468,7 @@ const modes = ["Message", "PackedForward", "CompressedPackedForward"];
 fn rsyslog_and_fluent_logger_send_over_tls() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    common::tls::certificates(d);
+    crate::common::tls::certificates(d);
     let (syslog, forward, rsyslog_in) = (free_port(), free_port(), free_port());
     let out = d.join("out.jsonl");
     let p = pipeline(

@@ -1,8 +1,6 @@
 //! Replacing a plugin's file under a running pipeline.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::io::Write;
 use std::path::Path;
 

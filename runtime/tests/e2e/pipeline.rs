@@ -1,10 +1,8 @@
 //! The real binary running real pipelines with the bundled Wasm plugins.
 
-mod common;
-#[path = "pipeline/delivery.rs"]
 mod delivery;
 
-use common::*;
+use crate::common::*;
 use std::io::Write;
 
 #[test]

@@ -2,9 +2,7 @@
 //! Prometheus (Debian's package), the pipeline description, taps, and the
 //! bearer token, against the real binary.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::io::Write;
 use std::process::Stdio;
 

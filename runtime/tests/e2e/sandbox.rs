@@ -1,9 +1,7 @@
 //! Plugins that misbehave hurt only the events they failed on: a batch
 //! whose call fails is run again in halves until the bad events are alone.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// Runs a pipeline around the hostile plugin and returns (out, dlq, stderr).
