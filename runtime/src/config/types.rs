@@ -58,6 +58,19 @@ pub struct Settings {
     /// Where state that outlives a restart is kept (alert states, silences,
     /// what was notified). Default: `.weir/` beside the pipeline file.
     pub data_dir: Option<PathBuf>,
+    /// Threads that decode the lines of each `file` and `stdin` source,
+    /// their batches kept in order. Default: the cores weir may run on;
+    /// 1 decodes on the source's own thread.
+    pub decode_threads: Option<usize>,
+}
+
+impl Settings {
+    /// `decode_threads`, or the cores this process may run on.
+    pub fn decode_threads(&self) -> usize {
+        self.decode_threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1)
+    }
 }
 
 impl Default for Settings {
@@ -69,6 +82,7 @@ impl Default for Settings {
             plugin_cache_dir: None,
             watch_plugins: true,
             data_dir: None,
+            decode_threads: None,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! `batch_size` events, and sends a batch when it is full or when the source
 //! would otherwise wait (end of file, idle input, a rate-limit pause).
 
+pub mod decode;
 pub mod file;
 pub mod fluent_forward;
 pub mod generator;
@@ -12,9 +13,10 @@ pub mod prometheus_scrape;
 pub mod stdin;
 pub mod syslog;
 
-use crate::codec::{timestamp, Decoder, LineSplitter};
+use crate::codec::{timestamp, Decoder, Line, LineSplitter};
 use crate::topology::{Ack, Batch, Closed, Output, Stats};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use weir_layout::BatchBuf;
 
 /// Collects events into batches and sends them on.
@@ -25,6 +27,10 @@ pub struct Batcher {
     /// Where the batch's events end in the files they came from, for a
     /// source that checkpoints what its sinks accepted.
     marks: Option<file::Marks>,
+    /// Threads a source of lines may decode them on (`settings.decode_threads`).
+    threads: usize,
+    /// Where lines are decoded when that is more than one.
+    pool: Option<decode::Pool>,
 }
 
 impl Batcher {
@@ -34,6 +40,22 @@ impl Batcher {
             max,
             out,
             marks: None,
+            threads: 1,
+            pool: None,
+        }
+    }
+
+    /// Lets a source of lines decode them on `threads` threads.
+    pub fn decode_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
+    /// From now on, lines are decoded like `decoder` does on the threads
+    /// allowed (see [`decode`]), when that is more than one.
+    pub fn start_decoders(&mut self, source: &str, decoder: &Decoder) {
+        if self.threads > 1 && self.pool.is_none() {
+            self.pool = Some(decode::Pool::new(source, self.threads, decoder, self.max));
         }
     }
 
@@ -45,7 +67,25 @@ impl Batcher {
     }
 
     pub fn is_full(&self) -> bool {
-        self.batch.len() >= self.max
+        match &self.pool {
+            Some(pool) => pool.lines() >= self.max,
+            None => self.batch.len() >= self.max,
+        }
+    }
+
+    /// Decodes line `line_no` of `origin` into the batch, or has it decoded.
+    fn push_line(
+        &mut self,
+        decoder: &mut Decoder,
+        line: Line<'_>,
+        origin: &Arc<str>,
+        line_no: u64,
+        now: i64,
+    ) {
+        match &mut self.pool {
+            Some(pool) => pool.push(line, origin, line_no),
+            None => decoder.decode(&mut self.batch, line, origin, line_no, now),
+        }
     }
 
     /// Sends what is collected, if anything.
@@ -53,11 +93,24 @@ impl Batcher {
         self.flush_with(Vec::new())
     }
 
-    /// Sends what is collected with the tokens its source waits on.
-    pub fn flush_with(&mut self, mut acks: Vec<Ack>) -> Result<(), Closed> {
+    /// Sends what is collected with the tokens its source waits on; lines
+    /// still being decoded are waited for.
+    pub fn flush_with(&mut self, acks: Vec<Ack>) -> Result<(), Closed> {
+        self.send_full(acks)?;
+        match &mut self.pool {
+            Some(pool) => pool.settle(&self.out),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends what is collected, without waiting for lines being decoded.
+    fn send_full(&mut self, mut acks: Vec<Ack>) -> Result<(), Closed> {
         // Lines that made no event still move their file's checkpoint: the
         // token is let go at once, after the batches before it.
         acks.extend(self.marks.as_mut().and_then(file::Marks::ack));
+        if let Some(pool) = &mut self.pool {
+            return pool.submit(acks, &self.out);
+        }
         if self.batch.is_empty() {
             return Ok(());
         }
@@ -82,7 +135,7 @@ impl Batcher {
 pub struct LineReader {
     pub splitter: LineSplitter,
     decoder: Decoder,
-    origin: String,
+    origin: Arc<str>,
     line_no: u64,
     bytes: u64,
     /// What [`LineReader::count`] already added to the source's counters
@@ -98,7 +151,7 @@ impl LineReader {
         LineReader {
             splitter: LineSplitter::new(decoder.max_line_bytes),
             decoder,
-            origin,
+            origin: origin.into(),
             line_no: 0,
             bytes: 0,
             counted: (0, 0),
@@ -123,11 +176,10 @@ impl LineReader {
         while let Some(line) = self.splitter.next_line() {
             self.line_no += 1;
             self.bytes += line.len() as u64 + 1;
-            self.decoder
-                .decode(&mut out.batch, line, &self.origin, self.line_no, now);
+            out.push_line(&mut self.decoder, line, &self.origin, self.line_no, now);
             if out.is_full() {
                 self.count(out);
-                out.flush()?;
+                out.send_full(Vec::new())?;
             }
         }
         self.count(out);
@@ -154,8 +206,7 @@ impl LineReader {
             self.line_no += 1;
             self.bytes += line.len() as u64;
             let now = timestamp::now_ns();
-            self.decoder
-                .decode(&mut out.batch, line, &self.origin, self.line_no, now);
+            out.push_line(&mut self.decoder, line, &self.origin, self.line_no, now);
         }
         self.count(out);
         out.flush()

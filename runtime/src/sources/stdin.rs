@@ -16,6 +16,7 @@ pub fn run(
     shutdown: Shutdown,
 ) {
     let decoder = Decoder::new(cfg.format, &cfg.timestamp_field, cfg.max_line_bytes);
+    out.start_decoders(name, &decoder);
     let mut reader = LineReader::new(decoder, "stdin".into());
     // A blocked read cannot be interrupted, so reading happens on a helper
     // thread; this loop can then notice shutdown and end the source.

@@ -242,7 +242,7 @@ fn build_against(
         let out = new_output(&mut downstream, &mut stats, name);
         let outputs = vec![(name.clone(), out.downgrade())];
         let batch_size = f.settings.batch_size.max(1);
-        let batcher = Batcher::new(out, batch_size);
+        let batcher = Batcher::new(out, batch_size).decode_threads(f.settings.decode_threads());
         let stop = shutdown.child();
         let (n, sd) = (name.clone(), stop.clone());
         let lines_format = match src {

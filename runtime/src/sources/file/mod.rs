@@ -197,6 +197,8 @@ pub fn run(
     shutdown: Shutdown,
 ) {
     let mut out = out.with_marks(Marks::new(ledger.clone()));
+    let decoder = Decoder::new(cfg.format, &cfg.timestamp_field, cfg.max_line_bytes);
+    out.start_decoders(name, &decoder);
     let ctx = Ctx {
         name,
         cfg,

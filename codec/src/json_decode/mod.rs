@@ -1,8 +1,12 @@
 //! JSON lines straight into the batch layout.
 //!
-//! serde_json drives a visitor that writes each key and value into the batch
-//! as it is parsed: no `serde_json::Value` tree, no allocation per field
-//! (strings without escapes are borrowed from the line).
+//! A flat object of plain values, as most log lines are, is scanned by
+//! [`flat`]; any other line is parsed by serde_json driving a visitor that
+//! writes each key and value into the batch as it is parsed: no
+//! `serde_json::Value` tree, no allocation per field (strings without
+//! escapes are borrowed from the line).
+
+mod flat;
 
 use super::timestamp;
 use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
@@ -29,6 +33,20 @@ pub fn decode_object(
 
 /// [`decode_object`], with `extra` fields after the object's.
 pub fn decode_json(
+    batch: &mut BatchBuf,
+    line: &[u8],
+    timestamp_field: &str,
+    arrival_ns: i64,
+    extra: Extra<'_>,
+) -> Result<(), String> {
+    match flat::decode(batch, line, timestamp_field, arrival_ns, extra) {
+        Some(decoded) => decoded,
+        None => decode_serde(batch, line, timestamp_field, arrival_ns, extra),
+    }
+}
+
+/// Any JSON line, through serde_json.
+fn decode_serde(
     batch: &mut BatchBuf,
     line: &[u8],
     timestamp_field: &str,
