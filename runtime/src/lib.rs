@@ -20,6 +20,7 @@ pub mod api;
 pub mod buffers;
 pub mod cli;
 pub use weir_codec as codec;
+pub mod component;
 pub mod config;
 pub mod plugin;
 pub mod sinks;

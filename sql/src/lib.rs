@@ -68,6 +68,21 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
+impl Error {
+    /// The query names a column that the events so far did not have.
+    pub fn is_unknown_column(&self) -> bool {
+        use datafusion::common::SchemaError;
+        match self {
+            Error::DataFusion(e) => matches!(
+                e.find_root(),
+                datafusion::error::DataFusionError::SchemaError(s, _)
+                    if matches!(**s, SchemaError::FieldNotFound { .. })
+            ),
+            _ => false,
+        }
+    }
+}
+
 impl From<datafusion::error::DataFusionError> for Error {
     fn from(e: datafusion::error::DataFusionError) -> Self {
         Error::DataFusion(Box::new(e))

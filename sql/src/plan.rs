@@ -18,7 +18,9 @@ use datafusion::catalog::memory::{DataSourceExec, MemorySourceConfig};
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::utils::{collect_columns, reassign_expr_columns};
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr_common::physical_expr::is_volatile;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
 use datafusion::physical_plan::filter::FilterExec;
@@ -248,6 +250,16 @@ fn skip_exchanges(mut n: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
 /// output), evaluated in order on each batch.
 pub struct Steps(Vec<Step>);
 
+/// A query's first `WHERE`, to be evaluated on the columns it reads
+/// before the rest of each row is converted: a selective filter then
+/// converts the rows it keeps, not every row.
+pub struct Prefilter {
+    /// `_time` and the columns the predicate reads.
+    pub schema: SchemaRef,
+    /// The predicate, over `schema`.
+    pub predicate: Arc<dyn PhysicalExpr>,
+}
+
 enum Step {
     /// The scan: keeps the columns the plan reads, by name.
     Columns(Vec<String>),
@@ -287,6 +299,32 @@ impl Steps {
         }
         steps.reverse();
         Ok(Steps(steps))
+    }
+
+    /// The first step's filter, when it reads fewer of the `read` columns
+    /// than the query does and gives the same answer when evaluated twice
+    /// (not `random()`): the rows it drops need no more than its columns.
+    pub fn prefilter(&self, read: &SchemaRef) -> Option<Prefilter> {
+        let Some(Step::Filter(predicate, _)) = self.0.get(1) else {
+            return None;
+        };
+        if is_volatile(predicate) {
+            return None;
+        }
+        let columns = collect_columns(predicate);
+        let reads = |name: &str| name == TIME || columns.iter().any(|c| c.name() == name);
+        let fields: Vec<Field> = read
+            .fields()
+            .iter()
+            .filter(|f| reads(f.name()))
+            .map(|f| f.as_ref().clone())
+            .collect();
+        if fields.len() >= read.fields().len() {
+            return None;
+        }
+        let schema = Arc::new(Schema::new(fields));
+        let predicate = reassign_expr_columns(predicate.clone(), &schema).ok()?;
+        Some(Prefilter { schema, predicate })
     }
 
     /// The event columns the scan reads (always `_time`), and those plus

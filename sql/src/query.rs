@@ -10,7 +10,7 @@
 //! event, so results do not depend on how events were batched.
 
 use crate::aggregate::WindowedAggregate;
-use crate::plan::{Plan, Post};
+use crate::plan::{Plan, Post, Prefilter};
 use crate::schema::{self, SchemaRef};
 use crate::to_arrow::Converter;
 use crate::window::{self, Rewritten, Window};
@@ -74,6 +74,53 @@ impl Pushed {
     }
 }
 
+/// Runs a batch through a query without an aggregate whose `WHERE` reads
+/// fewer columns than the query: the predicate is evaluated on its own
+/// columns, and only the rows it keeps are converted whole and run through
+/// the steps (the filter again, then the projections). `None` when the
+/// predicate fails on the batch: the whole path then finds the rows that
+/// fail, alone.
+fn prefiltered(run: &mut Running, batch: &BatchBuf) -> Result<Option<Pushed>, Error> {
+    use arrow::array::Array;
+    let Some((pre, probe)) = run.prefilter.as_mut() else {
+        return Ok(None);
+    };
+    let table = probe.convert(batch);
+    let n = table.num_rows();
+    let Ok(mask) = pre.predicate.evaluate(&table).and_then(|v| v.into_array(n)) else {
+        return Ok(None);
+    };
+    let Some(mask) = mask.as_boolean_opt() else {
+        return Ok(None);
+    };
+    let keep: Vec<bool> = (0..n).map(|i| mask.is_valid(i) && mask.value(i)).collect();
+    for (event, _) in batch.iter().zip(&keep).filter(|(_, k)| **k) {
+        run.converter.push(&event);
+    }
+    let kept = run.converter.finish();
+    let mut out = Pushed::default();
+    let (mut parts, mut failed) = (Vec::new(), Vec::new());
+    let steps = &run.plan.steps;
+    let mut eval = |t: &RecordBatch| {
+        parts.push(steps.run(t.clone())?);
+        Ok(())
+    };
+    isolate(&kept, 0, &mut eval, &mut failed, &mut 64);
+    out.fail(batch, Some(&keep), failed);
+    let rows = match parts.len() {
+        0 => RecordBatch::new_empty(run.plan.output.clone()),
+        1 => parts.pop().expect("one part"),
+        _ => arrow::compute::concat_batches(&parts[0].schema(), &parts)?,
+    };
+    let times = table.column(0).as_primitive::<TimestampNanosecondType>();
+    let window_end = times.values().iter().copied().max().unwrap_or(i64::MIN);
+    out.rows.push(Rows {
+        window_end,
+        batch: rows,
+    });
+    Ok(Some(out))
+}
+
 /// Result rows, with the event time they are as of: alert rules evaluate
 /// them at that time, so a replay fires as the live stream would have.
 #[derive(Debug, Clone)]
@@ -126,6 +173,9 @@ struct Running {
     plan: Plan,
     converter: Converter,
     aggregate: Option<(WindowedAggregate, Post)>,
+    /// A query without an aggregate: its `WHERE` over the columns it reads,
+    /// and their converter.
+    prefilter: Option<(Prefilter, Converter)>,
 }
 
 impl Query {
@@ -172,7 +222,7 @@ impl Query {
         let mut s = self.stats;
         s.watermark = self.watermark;
         if let Some(r) = &self.run {
-            s.misfits = r.converter.misfits;
+            s.misfits = r.converter.misfits + r.prefilter.as_ref().map_or(0, |p| p.1.misfits);
             if let Some((a, _)) = &r.aggregate {
                 s.open_windows = a.open_windows();
                 s.open_groups = a.open_groups();
@@ -189,7 +239,12 @@ impl Query {
 
     /// The first value that did not fit the schema, described.
     pub fn first_misfit(&self) -> Option<&str> {
-        self.run.as_ref()?.converter.first_misfit.as_deref()
+        let run = self.run.as_ref()?;
+        let probe = run
+            .prefilter
+            .as_ref()
+            .and_then(|p| p.1.first_misfit.as_deref());
+        run.converter.first_misfit.as_deref().or(probe)
     }
 
     fn start(&self, schema: &Schema) -> Result<Running, Error> {
@@ -205,10 +260,18 @@ impl Query {
             }
             _ => None,
         };
+        let prefilter = match &aggregate {
+            None => plan.steps.prefilter(&plan.read).map(|p| {
+                let probe = Converter::new(p.schema.clone());
+                (p, probe)
+            }),
+            Some(_) => None,
+        };
         Ok(Running {
             plan,
             converter,
             aggregate,
+            prefilter,
         })
     }
 
@@ -222,6 +285,14 @@ impl Query {
         }
         let run = self.run.as_mut().expect("planned above");
         self.stats.events += batch.len() as u64;
+        if let Some(out) = prefiltered(run, batch)? {
+            self.stats.rows += out
+                .rows
+                .iter()
+                .map(|r| r.batch.num_rows() as u64)
+                .sum::<u64>();
+            return Ok(out);
+        }
         let table = run.converter.convert(batch);
         let times = table
             .column(0)
@@ -303,7 +374,7 @@ impl Query {
             Ok(run) => self.run = Some(run),
             Err(e) => {
                 let seen: usize = self.pending.iter().map(|b| b.len()).sum();
-                if seen < INFER_EVENTS && e.to_string().contains("No field named") {
+                if seen < INFER_EVENTS && e.is_unknown_column() {
                     return Ok(Pushed::default());
                 }
                 self.pending.clear();

@@ -682,3 +682,67 @@ fn a_failed_row_after_a_late_event_is_reported_as_itself() {
     let failed: Vec<i64> = pushed.failed.iter().map(|e| e.timestamp() / SEC).collect();
     assert_eq!(failed, [121]);
 }
+
+/// A `WHERE` over fewer columns than the query reads is evaluated before
+/// the rest of each row is converted. The rows, the failures and which
+/// event each failure is must be those of evaluating it after: a row that
+/// fails in the projection is reported as its own event, not as the one at
+/// its position among the rows kept; a predicate that fails falls back to
+/// finding the failing row alone.
+#[test]
+fn a_where_before_the_rest_of_the_row_keeps_rows_failures_and_their_events() {
+    let opts = logs(0);
+    let mut b = BatchBuf::new();
+    // (second, level, d): errors at 1, 3 and 4; d = 0 fails `100 / d`.
+    for (sec, level, d) in [
+        (0, "info", 0),
+        (1, "error", 1),
+        (2, "info", 1),
+        (3, "error", 0),
+        (4, "error", 4),
+    ] {
+        b.log(sec * SEC)
+            .field("level", level)
+            .field("d", d)
+            .field("msg", format!("m{sec}").as_str())
+            .finish()
+            .unwrap();
+    }
+    let mut q = Query::new(
+        "SELECT msg, 100 / d AS x FROM logs WHERE level = 'error'",
+        opts.clone(),
+    )
+    .unwrap();
+    let pushed = q.push(&b).unwrap();
+    let mut out = BatchBuf::new();
+    for r in &weir_sql::batches(pushed.rows) {
+        weir_sql::append_rows(r, &mut out, 0).unwrap();
+    }
+    let got: Vec<_> = out
+        .iter()
+        .map(|e| {
+            (
+                e.get_str("msg").unwrap().to_string(),
+                e.get("x").unwrap().as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, [("m1".to_string(), 100), ("m4".to_string(), 25)]);
+    let failed: Vec<i64> = pushed.failed.iter().map(|e| e.timestamp() / SEC).collect();
+    assert_eq!(failed, [3], "the failing row is the event at 3 s");
+
+    // The predicate itself fails on one row: that row alone is left out.
+    let mut q = Query::new("SELECT msg FROM logs WHERE 100 / d > 30", opts).unwrap();
+    let pushed = q.push(&b).unwrap();
+    let mut out = BatchBuf::new();
+    for r in &weir_sql::batches(pushed.rows) {
+        weir_sql::append_rows(r, &mut out, 0).unwrap();
+    }
+    let got: Vec<_> = out
+        .iter()
+        .map(|e| e.get_str("msg").unwrap().to_string())
+        .collect();
+    assert_eq!(got, ["m1", "m2"]);
+    let failed: Vec<i64> = pushed.failed.iter().map(|e| e.timestamp() / SEC).collect();
+    assert_eq!(failed, [0, 3]);
+}

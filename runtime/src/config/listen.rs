@@ -45,6 +45,8 @@ fn default_max_decoded_bytes() -> usize {
 /// `flatten` would lose `deny_unknown_fields`, which catches typos).
 #[derive(Debug, Clone)]
 pub struct ListenSettings<'a> {
+    /// `host:port`.
+    pub address: &'a str,
     pub max_connections: usize,
     pub max_connections_per_peer: usize,
     pub read_timeout: &'a str,
@@ -69,6 +71,7 @@ macro_rules! listen_settings {
             pub fn listen(&self) -> ListenSettings<'_> {
                 let idle: fn(&$t) -> Option<&str> = $idle;
                 ListenSettings {
+                    address: &self.address,
                     max_connections: self.max_connections,
                     max_connections_per_peer: self.max_connections_per_peer,
                     read_timeout: &self.read_timeout,

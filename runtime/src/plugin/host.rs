@@ -6,7 +6,6 @@ use anyhow::Result;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
@@ -30,10 +29,62 @@ impl Counters {
     }
 }
 
+/// An instance's memory cap (`memory_limit_mb`). Growing past it traps,
+/// and the refusal is remembered: the call's failure is then reported as
+/// memory, not as a trap, without reading the trap's text.
+pub struct MemoryLimit {
+    max: usize,
+    refused: bool,
+}
+
+impl MemoryLimit {
+    /// Whether a growth was refused since the last call; clears it.
+    pub fn take_refused(&mut self) -> bool {
+        std::mem::take(&mut self.refused)
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimit {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max || maximum.is_some_and(|m| desired > m) {
+            self.refused = true;
+            let what = format!("forcing trap when growing memory to {desired} bytes");
+            return Err(wasmtime::Error::msg(what));
+        }
+        Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        Err(error.context("forcing a memory growth failure to be a trap"))
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if maximum.is_some_and(|m| desired > m) {
+            let what = format!("forcing trap when growing table to {desired} elements");
+            return Err(wasmtime::Error::msg(what));
+        }
+        Ok(true)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        Err(error.context("forcing a table growth failure to be a trap"))
+    }
+}
+
 pub struct HostState {
     pub plugin: String,
     pub counters: std::sync::Arc<Counters>,
-    pub limits: StoreLimits,
+    pub limits: MemoryLimit,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -68,10 +119,10 @@ impl HostState {
         Ok(HostState {
             plugin: plugin.name.clone(),
             counters: plugin.counters.clone(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(plugin.limits.memory_bytes)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: MemoryLimit {
+                max: plugin.limits.memory_bytes,
+                refused: false,
+            },
             wasi,
             table: ResourceTable::new(),
         })

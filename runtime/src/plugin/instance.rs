@@ -7,6 +7,27 @@ use anyhow::{anyhow, Result};
 use wasmtime::Store;
 use weir_layout::BatchBuf;
 
+/// A plugin's component with its imports resolved, per world.
+#[derive(Clone)]
+pub(super) enum Pre {
+    Filter(filter::FilterPre<HostState>),
+    Transform(transform::TransformPre<HostState>),
+}
+
+impl Pre {
+    pub(super) fn new(
+        linker: &wasmtime::component::Linker<HostState>,
+        component: &wasmtime::component::Component,
+        kind: PluginKind,
+    ) -> Result<Pre> {
+        let pre = linker.instantiate_pre(component)?;
+        Ok(match kind {
+            PluginKind::Filter => Pre::Filter(filter::FilterPre::new(pre)?),
+            PluginKind::Transform => Pre::Transform(transform::TransformPre::new(pre)?),
+        })
+    }
+}
+
 enum World {
     Filter(filter::Filter),
     Transform(transform::Transform),
@@ -71,8 +92,13 @@ impl Failure {
         }
     }
 
-    fn classify(e: &wasmtime::Error, limits: &super::Limits) -> (Failure, String) {
-        let text = format!("{e:#}");
+    /// What broke a call: `memory_refused` when the limiter refused a
+    /// growth during it.
+    fn classify(
+        e: &wasmtime::Error,
+        limits: &super::Limits,
+        memory_refused: bool,
+    ) -> (Failure, String) {
         if matches!(
             e.downcast_ref::<wasmtime::Trap>(),
             Some(wasmtime::Trap::Interrupt | wasmtime::Trap::OutOfFuel)
@@ -82,11 +108,11 @@ impl Failure {
                 Failure::Timeout,
                 format!("plugin ran past its {ms} ms deadline (timeout_ms) and was stopped"),
             )
-        } else if text.contains("growing memory") {
+        } else if memory_refused {
             let mb = limits.memory_bytes >> 20;
             (Failure::Memory, format!("plugin tried to grow its memory past {mb} MiB (memory_limit_mb) and was stopped"))
         } else {
-            (Failure::Trap, format!("plugin trapped: {text}"))
+            (Failure::Trap, format!("plugin trapped: {e:#}"))
         }
     }
 }
@@ -101,17 +127,12 @@ impl Instance {
             Metering::Fuel => store.set_fuel(FUEL_PER_CALL).map_err(anyhow::Error::from)?,
             Metering::None => {}
         }
-        let linker: &wasmtime::component::Linker<HostState> = &plugin.engine.linker;
-        let world = match plugin.kind {
-            PluginKind::Filter => World::Filter(
-                filter::Filter::instantiate(&mut store, &plugin.component, linker)
-                    .map_err(|e| anyhow!("cannot instantiate: {e:#}"))?,
-            ),
-            PluginKind::Transform => World::Transform(
-                transform::Transform::instantiate(&mut store, &plugin.component, linker)
-                    .map_err(|e| anyhow!("cannot instantiate: {e:#}"))?,
-            ),
-        };
+        let world = match &plugin.pre {
+            Ok(Pre::Filter(pre)) => pre.instantiate(&mut store).map(World::Filter),
+            Ok(Pre::Transform(pre)) => pre.instantiate(&mut store).map(World::Transform),
+            Err(e) => Err(wasmtime::Error::msg(e.clone())),
+        }
+        .map_err(|e| anyhow!("cannot instantiate: {e:#}"))?;
         let init = match &world {
             World::Filter(w) => w.call_init(&mut store, &plugin.config),
             World::Transform(w) => w.call_init(&mut store, &plugin.config),
@@ -143,11 +164,13 @@ impl Instance {
         let limits = &self.limits;
         match &self.world {
             World::Filter(w) => {
-                let v = settle(w.call_filter(&mut self.store, bytes), limits)?;
+                let r = w.call_filter(&mut self.store, bytes);
+                let v = settle(r, limits, self.store.data_mut().limits.take_refused())?;
                 Ok((Reply::Keep(v.keep), v.errors))
             }
             World::Transform(w) => {
-                let o = settle(w.call_transform(&mut self.store, bytes), limits)?;
+                let r = w.call_transform(&mut self.store, bytes);
+                let o = settle(r, limits, self.store.data_mut().limits.take_refused())?;
                 let out = BatchBuf::from_bytes(o.events).map_err(|e| CallError::Broken {
                     failure: Failure::Malformed,
                     message: format!("plugin returned a malformed batch: {e}"),
@@ -161,12 +184,13 @@ impl Instance {
 fn settle<T>(
     r: wasmtime::Result<Result<T, String>>,
     limits: &super::Limits,
+    memory_refused: bool,
 ) -> Result<T, CallError> {
     match r {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(msg)) => Err(CallError::Returned(msg)),
         Err(e) => {
-            let (failure, message) = Failure::classify(&e, limits);
+            let (failure, message) = Failure::classify(&e, limits, memory_refused);
             Err(CallError::Broken { failure, message })
         }
     }

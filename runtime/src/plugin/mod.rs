@@ -169,11 +169,12 @@ impl PluginEngine {
             .with_context(|| format!("{} is not a loadable Wasm component", path.display()))?;
         let kind = detect_kind(&self.engine, &component)
             .with_context(|| format!("{} does not implement weir:plugin@0.1.0", path.display()))?;
+        let pre = instance::Pre::new(&self.linker, &component, kind).map_err(|e| format!("{e:#}"));
         Ok(Plugin {
             name: name.to_string(),
             path: path.to_path_buf(),
             kind,
-            component,
+            pre,
             engine: self.clone(),
             config,
             limits,
@@ -202,7 +203,10 @@ pub struct Plugin {
     pub name: String,
     pub path: PathBuf,
     pub kind: PluginKind,
-    component: Component,
+    /// Imports resolved once: each instance (a worker, a rebuild after a
+    /// failure) is made from it without linking again. The error, if the
+    /// component's imports cannot be met, is reported when instantiating.
+    pre: std::result::Result<instance::Pre, String>,
     engine: PluginEngine,
     config: Vec<(String, String)>,
     limits: Limits,

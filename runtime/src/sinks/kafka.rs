@@ -8,8 +8,10 @@
 //! pipeline, as any sink that cannot write does, and its batch is not
 //! committed.
 
+use super::component::{Runner, Sink};
 use super::template::Template;
 use crate::codec::json_encode;
+use crate::component::BuildContext;
 use crate::config::KafkaSink;
 use crate::topology::{drain, Ack, Batch, Rx, Shutdown, Stats};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -23,6 +25,28 @@ use weir_layout::Value;
 
 /// How long the end of the input waits for records still on their way.
 const FLUSH: Duration = Duration::from_secs(30);
+
+impl Sink for KafkaSink {
+    fn build(&self, cx: &mut BuildContext<'_>) -> Option<Runner> {
+        if let Err(msg) = Template::parse(&self.topic) {
+            cx.problem("topic", msg);
+        }
+        if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&self.compression.as_str()) {
+            let what = format!(
+                "`{}` is not none, gzip, snappy, lz4 or zstd",
+                self.compression
+            );
+            cx.problem("compression", what);
+        }
+        if !["all", "-1", "0", "1"].contains(&self.acks.as_str()) {
+            cx.problem("acks", format!("`{}` is not all, 1 or 0", self.acks));
+        }
+        let (name, cfg) = (cx.name.to_string(), self.clone());
+        Some(Box::new(move |input, stats, shutdown| {
+            run(&name, &cfg, input, stats, shutdown)
+        }))
+    }
+}
 
 pub fn run(name: &str, cfg: &KafkaSink, input: Rx, stats: Arc<Stats>, shutdown: Shutdown) {
     let topic = match Template::parse(&cfg.topic) {

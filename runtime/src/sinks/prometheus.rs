@@ -7,6 +7,8 @@
 //! dropped after `expire_after` without one, so groups that went quiet do
 //! not linger. Served as OpenMetrics text on `http://ADDRESS/metrics`.
 
+use super::component::{Runner, Sink};
+use crate::component::BuildContext;
 use crate::config::PrometheusExporterSink;
 use crate::topology::{drain, Rx, Shutdown, Stats};
 use prometheus_client::encoding::text::encode;
@@ -65,6 +67,19 @@ impl Exposition {
 }
 
 /// Runs the exporter until its input closes.
+impl Sink for PrometheusExporterSink {
+    fn build(&self, cx: &mut BuildContext<'_>) -> Option<Runner> {
+        if let Err(msg) = weir_sql::parse_duration(&self.expire_after) {
+            cx.problem("expire_after", msg);
+        }
+        cx.check_address(&self.address);
+        let (name, cfg) = (cx.name.to_string(), self.clone());
+        Some(Box::new(move |input, stats, shutdown| {
+            run(&name, &cfg, input, stats, shutdown)
+        }))
+    }
+}
+
 pub fn run(
     name: &str,
     cfg: &PrometheusExporterSink,

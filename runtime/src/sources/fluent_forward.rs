@@ -5,11 +5,14 @@
 //! the chunk's events has accepted them, not when they were read: a chunk
 //! lost on the way is never acked, and the client sends it again.
 
+use super::component::{BuildContext, Job, Source};
 use super::net::{self, Conn, Net, Read, Stream};
+use super::Batcher;
 use crate::codec::forward::{self, Limits, Scan};
 use crate::codec::timestamp::now_ns;
 use crate::config::FluentForwardSource;
 use crate::topology::Ack;
+use crate::topology::Shutdown;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +21,15 @@ use tokio::sync::mpsc;
 
 /// Bytes asked of the socket per read.
 const READ: usize = 64 << 10;
+
+impl Source for FluentForwardSource {
+    fn build(&self, cx: &mut BuildContext<'_>, out: Batcher, shutdown: Shutdown) -> Option<Job> {
+        let (limits, tls) = cx.listen(&self.listen());
+        let net = out.into_net(cx.name, shutdown).with_limits(limits, tls);
+        let cfg = self.clone();
+        Some(Box::new(move || run(net, &cfg)))
+    }
+}
 
 pub fn run(net: Net, cfg: &FluentForwardSource) {
     let runner = net.clone();

@@ -5,6 +5,7 @@
 //! info, 15 % warn, 5 % error; 20 services; latency and status follow the
 //! level, as they do in real services.
 
+use super::component::{BuildContext, Job, Source};
 use super::{Batcher, LineReader};
 use crate::codec::{timestamp, Decoder, Format};
 use crate::config::GeneratorSource;
@@ -77,6 +78,16 @@ pub fn write_line(rng: &mut SmallRng, ts_ns: i64, out: &mut Vec<u8>) {
         r#"{{"timestamp":"{}","level":"{level}","service":"{service}","trace_id":"{trace:032x}","latency_ms":{latency},"status":{status},"path":"{path}/{id}","msg":"{msg}"}}"#,
         timestamp::to_rfc3339(ts_ns),
     );
+}
+
+impl Source for GeneratorSource {
+    fn build(&self, cx: &mut BuildContext<'_>, out: Batcher, shutdown: Shutdown) -> Option<Job> {
+        let batch_size = cx.pipeline.file.settings.batch_size.max(1);
+        let (name, cfg) = (cx.name.to_string(), self.clone());
+        Some(Box::new(move || {
+            run(&name, &cfg, out, batch_size, shutdown)
+        }))
+    }
 }
 
 pub fn run(

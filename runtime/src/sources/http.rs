@@ -11,11 +11,14 @@
 //! `read_timeout`, and every refusal says what was wrong in the protocol's
 //! own terms: 401, 413, 415, 400 with a reason, 503 while stopping.
 
+use super::component::{BuildContext, Job, Source};
 use super::net::{self, Held, Net};
+use super::Batcher;
 use crate::codec::http_body::{self, BodyError};
 use crate::codec::remote_write;
 use crate::codec::timestamp::now_ns;
 use crate::config::{HttpSource, RemoteWriteSource};
+use crate::topology::Shutdown;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -47,6 +50,18 @@ type Peer = ConnectInfo<SocketAddr>;
 /// so that one large body does not hold up the other clients' requests.
 const DECODE_APART: usize = 256 << 10;
 
+impl Source for HttpSource {
+    fn build(&self, cx: &mut BuildContext<'_>, out: Batcher, shutdown: Shutdown) -> Option<Job> {
+        let (limits, tls) = cx.listen(&self.listen());
+        if !self.path.starts_with('/') {
+            cx.problem("path", "must start with `/`");
+        }
+        let net = out.into_net(cx.name, shutdown).with_limits(limits, tls);
+        let cfg = self.clone();
+        Some(Box::new(move || run_http(net, &cfg)))
+    }
+}
+
 pub fn run_http(net: Net, cfg: &HttpSource) {
     let ctx = Arc::new(Ctx {
         net: net.clone(),
@@ -63,6 +78,18 @@ pub fn run_http(net: Net, cfg: &HttpSource) {
         .route("/loki/api/v1/push", post(loki))
         .with_state(ctx.clone());
     serve(ctx, &cfg.address, app);
+}
+
+impl Source for RemoteWriteSource {
+    fn build(&self, cx: &mut BuildContext<'_>, out: Batcher, shutdown: Shutdown) -> Option<Job> {
+        let (limits, tls) = cx.listen(&self.listen());
+        if !self.path.starts_with('/') {
+            cx.problem("path", "must start with `/`");
+        }
+        let net = out.into_net(cx.name, shutdown).with_limits(limits, tls);
+        let cfg = self.clone();
+        Some(Box::new(move || run_remote_write(net, &cfg)))
+    }
 }
 
 pub fn run_remote_write(net: Net, cfg: &RemoteWriteSource) {

@@ -8,6 +8,7 @@
 //! waits for what is in flight from them, commits, and lets them go, so the
 //! member that takes them over starts where this one stopped.
 
+use super::component::{BuildContext, Job, Source};
 use super::Batcher;
 use crate::codec::Decoder;
 use crate::config::KafkaSource;
@@ -45,6 +46,23 @@ pub struct KafkaState {
 }
 
 type TopicPartition = (Arc<str>, i32);
+
+impl Source for KafkaSource {
+    fn build(&self, cx: &mut BuildContext<'_>, out: Batcher, shutdown: Shutdown) -> Option<Job> {
+        for key in self.librdkafka_options.keys() {
+            if RESERVED.contains(&key.as_str()) {
+                cx.problem(
+                    "librdkafka_options",
+                    format!("`{key}` is set by weir (use `brokers` and `group_id`; offsets are stored as sinks accept events)"),
+                );
+            }
+        }
+        let (name, cfg, flush_after) = (cx.name.to_string(), self.clone(), cx.flush_after());
+        Some(Box::new(move || {
+            run(&name, &cfg, out, flush_after, shutdown)
+        }))
+    }
+}
 
 pub fn run(name: &str, cfg: &KafkaSource, out: Batcher, flush_after: Duration, shutdown: Shutdown) {
     let state = Arc::new(KafkaState::default());

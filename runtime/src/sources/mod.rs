@@ -2,6 +2,7 @@
 //! `batch_size` events, and sends a batch when it is full or when the source
 //! would otherwise wait (end of file, idle input, a rate-limit pause).
 
+pub mod component;
 pub mod decode;
 pub mod file;
 pub mod fluent_forward;
@@ -12,6 +13,8 @@ pub mod net;
 pub mod prometheus_scrape;
 pub mod stdin;
 pub mod syslog;
+
+pub use component::{BuildContext, Source};
 
 use crate::codec::{timestamp, Decoder, Line, LineSplitter};
 use crate::topology::{Ack, Batch, Closed, Output, Stats};

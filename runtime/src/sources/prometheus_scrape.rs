@@ -6,8 +6,11 @@
 //! `scrape_duration_seconds` and `scrape_samples_scraped`, so a target that
 //! is down is a series a query or an alert can see, not only a log line.
 
+use super::component::{BuildContext, Job, Source};
 use super::net::{self, Net};
+use super::Batcher;
 use crate::config::PrometheusScrapeSource;
+use crate::topology::Shutdown;
 use crate::topology::Stats;
 use std::time::{Duration, Instant};
 use weir_layout::{BatchBuf, MetricKind, MetricValue};
@@ -20,6 +23,26 @@ const ACCEPT: &str =
 struct Target {
     url: String,
     instance: String,
+}
+
+impl Source for PrometheusScrapeSource {
+    fn build(&self, cx: &mut BuildContext<'_>, out: Batcher, shutdown: Shutdown) -> Option<Job> {
+        let interval = cx.positive_duration("interval", &self.interval);
+        let timeout = cx.positive_duration("timeout", &self.timeout).min(interval);
+        if self.targets.is_empty() {
+            cx.problem("targets", "no targets to scrape");
+        }
+        let base = cx.pipeline.base_dir();
+        let tls = match self.tls.as_ref().map(|t| t.resolved(base).client()) {
+            Some(Err((key, what))) => {
+                cx.problem("tls", format!("{key}: {what}"));
+                None
+            }
+            loaded => loaded.and_then(Result::ok),
+        };
+        let (net, cfg) = (out.into_net(cx.name, shutdown), self.clone());
+        Some(Box::new(move || run(net, &cfg, interval, timeout, tls)))
+    }
 }
 
 pub fn run(

@@ -1,5 +1,6 @@
 //! The `stdin` source: lines from standard input until it closes.
 
+use super::component::{BuildContext, Job, Source};
 use super::{Batcher, LineReader};
 use crate::codec::Decoder;
 use crate::config::StdinSource;
@@ -7,6 +8,16 @@ use crate::topology::Shutdown;
 use std::io::Read;
 use std::sync::mpsc;
 use std::time::Duration;
+
+impl Source for StdinSource {
+    fn build(&self, cx: &mut BuildContext<'_>, out: Batcher, shutdown: Shutdown) -> Option<Job> {
+        cx.check_lines_format(self.format);
+        let (name, cfg, flush_after) = (cx.name.to_string(), self.clone(), cx.flush_after());
+        Some(Box::new(move || {
+            run(&name, &cfg, out, flush_after, shutdown)
+        }))
+    }
+}
 
 pub fn run(
     name: &str,

@@ -3,12 +3,30 @@
 //! so rsyslog and syslog-ng forward to weir unchanged. Every event carries
 //! the sender's address as `source_ip`.
 
+use super::component::{BuildContext, Job, Source};
 use super::net::{self, Conn, Net, Read, Stream};
+use super::Batcher;
 use crate::codec::syslog::{self, Framer};
 use crate::codec::timestamp::now_ns;
 use crate::config::{SyslogMode, SyslogSource};
+use crate::topology::Shutdown;
 use std::net::SocketAddr;
 use weir_layout::{BatchBuf, Encoder, LayoutError};
+
+impl Source for SyslogSource {
+    fn build(&self, cx: &mut BuildContext<'_>, out: Batcher, shutdown: Shutdown) -> Option<Job> {
+        let (limits, tls) = cx.listen(&self.listen());
+        if self.tls.is_some() && self.mode == SyslogMode::Udp {
+            cx.problem(
+                "tls",
+                "TLS is for `mode = \"tcp\"`; syslog over UDP has none",
+            );
+        }
+        let net = out.into_net(cx.name, shutdown).with_limits(limits, tls);
+        let cfg = self.clone();
+        Some(Box::new(move || run(net, &cfg)))
+    }
+}
 
 pub fn run(net: Net, cfg: &SyslogSource) {
     let runner = net.clone();

@@ -12,13 +12,10 @@ use super::edge::{Batch, Output, Rx, Shutdown, Stats, Tx, WeakOutput};
 use super::reload::Watched;
 use crate::alerts::Hub;
 use crate::buffers::{self, BufferConfig};
-use crate::config::{
-    OnError, Pipeline, Problems, SinkConfig, SourceConfig, TransformConfig, DEAD_LETTER, ERRORS,
-    LATE,
-};
+use crate::config::{OnError, Pipeline, Problems, TransformConfig, DEAD_LETTER, ERRORS, LATE};
 use crate::plugin::{Limits, PluginEngine};
-use crate::sources::{self, Batcher};
-use crate::{sinks, transforms};
+use crate::sources::Batcher;
+use crate::transforms;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -244,149 +241,14 @@ fn build_against(
         let batch_size = f.settings.batch_size.max(1);
         let batcher = Batcher::new(out, batch_size).decode_threads(f.settings.decode_threads());
         let stop = shutdown.child();
-        let (n, sd) = (name.clone(), stop.clone());
-        let lines_format = match src {
-            SourceConfig::File(c) => Some(c.format),
-            SourceConfig::Stdin(c) => Some(c.format),
-            _ => None,
+        let mut cx = crate::component::BuildContext {
+            pipeline: p,
+            section: "sources",
+            name,
+            problems: &mut problems,
         };
-        let listens_on = match src {
-            SourceConfig::FluentForward(c) => Some(&c.address),
-            SourceConfig::Syslog(c) => Some(&c.address),
-            SourceConfig::Http(c) => Some(&c.address),
-            SourceConfig::PrometheusRemoteWrite(c) => Some(&c.address),
-            _ => None,
-        };
-        if let Some(a) = listens_on {
-            if let Err(err) = std::net::ToSocketAddrs::to_socket_addrs(a.as_str()) {
-                let what = format!("`{a}` is not a host:port address: {err}");
-                problems.push(p.problem("sources", name, Some("address"), what));
-            }
-        }
-        if lines_format == Some(crate::codec::Format::Msgpack) {
-            problems.push(p.problem(
-                "sources",
-                name,
-                Some("format"),
-                "`msgpack` needs framed records (a kafka source); lines are `json` or `text`",
-            ));
-        }
-        let job: Job = match src.clone() {
-            SourceConfig::File(cfg) => {
-                let path = p.resolve(&cfg.path);
-                let paths = match sources::file::Paths::new(path.clone(), &cfg.exclude) {
-                    Ok(paths) => paths,
-                    Err(what) => {
-                        problems.push(p.problem("sources", name, Some("path"), what));
-                        continue;
-                    }
-                };
-                if !cfg.follow && !paths.is_glob() && !path.is_file() {
-                    problems.push(p.problem(
-                        "sources",
-                        name,
-                        Some("path"),
-                        format!(
-                            "no file at {} (set `follow = true` to wait for it)",
-                            path.display()
-                        ),
-                    ));
-                }
-                let saved = cfg
-                    .checkpoint
-                    .unwrap_or(cfg.follow)
-                    .then(|| p.state_path("checkpoints", &format!("{name}.json")));
-                // Checked here so that `weir validate` reports an unreadable
-                // file; read when the source starts, after a source it
-                // replaces (a reload) saved its last.
-                if let Some(Err(what)) = saved.as_deref().map(sources::file::Ledger::check) {
-                    problems.push(p.problem("sources", name, Some("checkpoint"), what));
-                }
-                Box::new(move || match sources::file::Ledger::open(saved) {
-                    Ok(ledger) => {
-                        let ledger = std::sync::Arc::new(ledger);
-                        sources::file::run(&n, &cfg, &paths, ledger, batcher, sd)
-                    }
-                    Err(what) => tracing::error!(source = %n, "{what}"),
-                })
-            }
-            SourceConfig::Stdin(cfg) => {
-                let flush_after =
-                    std::time::Duration::from_millis(f.settings.batch_timeout_ms.max(1));
-                Box::new(move || sources::stdin::run(&n, &cfg, batcher, flush_after, sd))
-            }
-            SourceConfig::Generator(cfg) => {
-                Box::new(move || sources::generator::run(&n, &cfg, batcher, batch_size, sd))
-            }
-            SourceConfig::Kafka(cfg) => {
-                for key in cfg.librdkafka_options.keys() {
-                    if sources::kafka::RESERVED.contains(&key.as_str()) {
-                        problems.push(p.problem(
-                            "sources",
-                            name,
-                            Some("librdkafka_options"),
-                            format!("`{key}` is set by weir (use `brokers` and `group_id`; offsets are stored as sinks accept events)"),
-                        ));
-                    }
-                }
-                let flush_after =
-                    std::time::Duration::from_millis(f.settings.batch_timeout_ms.max(1));
-                Box::new(move || sources::kafka::run(&n, &cfg, batcher, flush_after, sd))
-            }
-            SourceConfig::PrometheusScrape(cfg) => {
-                let mut duration =
-                    |key: &str, text: &str| positive_duration(p, &mut problems, name, key, text);
-                let interval = duration("interval", &cfg.interval);
-                let timeout = duration("timeout", &cfg.timeout).min(interval);
-                if cfg.targets.is_empty() {
-                    problems.push(p.problem(
-                        "sources",
-                        name,
-                        Some("targets"),
-                        "no targets to scrape",
-                    ));
-                }
-                let tls = match cfg.tls.as_ref().map(|t| t.resolved(p.base_dir()).client()) {
-                    Some(Err((key, what))) => {
-                        let what = format!("{key}: {what}");
-                        problems.push(p.problem("sources", name, Some("tls"), what));
-                        None
-                    }
-                    loaded => loaded.and_then(Result::ok),
-                };
-                let net = batcher.into_net(name, sd);
-                Box::new(move || sources::prometheus_scrape::run(net, &cfg, interval, timeout, tls))
-            }
-            SourceConfig::FluentForward(cfg) => {
-                let (limits, tls) = listen_limits(p, &mut problems, name, &cfg.listen());
-                let net = batcher.into_net(name, sd).with_limits(limits, tls);
-                Box::new(move || sources::fluent_forward::run(net, &cfg))
-            }
-            SourceConfig::Syslog(cfg) => {
-                let (limits, tls) = listen_limits(p, &mut problems, name, &cfg.listen());
-                if cfg.tls.is_some() && cfg.mode == crate::config::SyslogMode::Udp {
-                    let what = "TLS is for `mode = \"tcp\"`; syslog over UDP has none";
-                    problems.push(p.problem("sources", name, Some("tls"), what));
-                }
-                let net = batcher.into_net(name, sd).with_limits(limits, tls);
-                Box::new(move || sources::syslog::run(net, &cfg))
-            }
-            SourceConfig::Http(cfg) => {
-                let (limits, tls) = listen_limits(p, &mut problems, name, &cfg.listen());
-                if !cfg.path.starts_with('/') {
-                    problems.push(p.problem("sources", name, Some("path"), "must start with `/`"));
-                }
-                let net = batcher.into_net(name, sd).with_limits(limits, tls);
-                Box::new(move || sources::http::run_http(net, &cfg))
-            }
-            SourceConfig::PrometheusRemoteWrite(cfg) => {
-                let (limits, tls) = listen_limits(p, &mut problems, name, &cfg.listen());
-                if !cfg.path.starts_with('/') {
-                    problems.push(p.problem("sources", name, Some("path"), "must start with `/`"));
-                }
-                let net = batcher.into_net(name, sd).with_limits(limits, tls);
-                Box::new(move || sources::http::run_remote_write(net, &cfg))
-            }
+        let Some(job) = src.source().build(&mut cx, batcher, stop.clone()) else {
+            continue;
         };
         jobs.push((name.clone(), job));
         let l = Live {
@@ -516,81 +378,24 @@ fn build_against(
     }
 
     for (name, s) in f.sinks.iter().filter(|(n, _)| kept(n).is_none()) {
-        let s = &sinks::http::with_tls_resolved(s, p.base_dir());
         let s_stats = Arc::new(Stats::default());
         stats.push((name.clone(), s_stats.clone()));
         let (tx, rx) = new_queues
             .get(name)
             .expect("a new sink has a new queue")
             .clone();
-        let path = match s {
-            SinkConfig::File(fs) => {
-                let path = p.resolve(&fs.path);
-                if let Some(dir) = path
-                    .parent()
-                    .filter(|d| !d.as_os_str().is_empty() && !d.is_dir())
-                {
-                    problems.push(p.problem(
-                        "sinks",
-                        name,
-                        Some("path"),
-                        format!("directory {} does not exist", dir.display()),
-                    ));
-                }
-                Some(path)
-            }
-            SinkConfig::PrometheusExporter(e) => {
-                if let Err(msg) = weir_sql::parse_duration(&e.expire_after) {
-                    problems.push(p.problem("sinks", name, Some("expire_after"), msg));
-                }
-                if let Err(err) = std::net::ToSocketAddrs::to_socket_addrs(e.address.as_str()) {
-                    problems.push(p.problem(
-                        "sinks",
-                        name,
-                        Some("address"),
-                        format!("`{}` is not a host:port address: {err}", e.address),
-                    ));
-                }
-                None
-            }
-            SinkConfig::Kafka(k) => {
-                if let Err(msg) = sinks::template::Template::parse(&k.topic) {
-                    problems.push(p.problem("sinks", name, Some("topic"), msg));
-                }
-                if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&k.compression.as_str()) {
-                    problems.push(p.problem(
-                        "sinks",
-                        name,
-                        Some("compression"),
-                        format!("`{}` is not none, gzip, snappy, lz4 or zstd", k.compression),
-                    ));
-                }
-                if !["all", "-1", "0", "1"].contains(&k.acks.as_str()) {
-                    problems.push(p.problem(
-                        "sinks",
-                        name,
-                        Some("acks"),
-                        format!("`{}` is not all, 1 or 0", k.acks),
-                    ));
-                }
-                None
-            }
-            SinkConfig::Http(_)
-            | SinkConfig::Elasticsearch(_)
-            | SinkConfig::Loki(_)
-            | SinkConfig::PrometheusRemoteWrite(_) => {
-                if let Err((key, msg)) = sinks::http::prepare(name, s) {
-                    problems.push(p.problem("sinks", name, Some(key), msg));
-                }
-                None
-            }
-            _ => None,
+        let mut cx = crate::component::BuildContext {
+            pipeline: p,
+            section: "sinks",
+            name,
+            problems: &mut problems,
         };
-        let (n, cfg, sd) = (name.clone(), s.clone(), shutdown.clone());
+        let Some(sink) = s.build(&mut cx) else {
+            continue;
+        };
+        let sd = shutdown.clone();
         let job: Job = match s.buffer().clone() {
-            BufferConfig::Memory => {
-                Box::new(move || sinks::run(&n, &cfg, path.as_deref(), rx, s_stats, sd))
-            }
+            BufferConfig::Memory => Box::new(move || sink(rx, s_stats, sd)),
             BufferConfig::Disk(d) => {
                 if d.max_size.0 == 0 {
                     problems.push(p.problem(
@@ -600,11 +405,11 @@ fn build_against(
                         "max_size must be more than 0",
                     ));
                 }
-                let dir = p.state_path("buffers", name);
+                let (n, dir) = (name.clone(), p.state_path("buffers", name));
                 Box::new(move || {
                     let (stats, stop) = (s_stats.clone(), sd.clone());
                     buffers::run_disk(&n, &d, &dir, rx, cap, stats, stop, |rx| {
-                        sinks::run(&n, &cfg, path.as_deref(), rx, s_stats, sd)
+                        sink(rx, s_stats, sd)
                     })
                 })
             }
@@ -810,67 +615,5 @@ impl Running {
         self.live.extend(built.live);
         self.stats.extend(built.stats);
         Ok(change)
-    }
-}
-
-/// A duration setting that must be more than zero ("15s", "500ms").
-/// A listening source's budgets, checked (durations parse and are above
-/// zero, counts and byte budgets are above zero), and its TLS acceptor.
-fn listen_limits(
-    p: &Pipeline,
-    problems: &mut Vec<crate::config::Problem>,
-    name: &str,
-    l: &crate::config::ListenSettings<'_>,
-) -> (sources::net::Limits, Option<tokio_rustls::TlsAcceptor>) {
-    let tls = l
-        .tls
-        .and_then(|t| match t.resolved(p.base_dir()).acceptor() {
-            Ok(a) => Some(a),
-            Err((key, what)) => {
-                problems.push(p.problem("sources", name, Some("tls"), format!("{key}: {what}")));
-                None
-            }
-        });
-    let read_timeout = positive_duration(p, problems, name, "read_timeout", l.read_timeout);
-    let idle_timeout = match l.idle_timeout {
-        Some(t) => positive_duration(p, problems, name, "idle_timeout", t),
-        None => read_timeout,
-    };
-    for (key, n) in [
-        ("max_connections", l.max_connections),
-        ("max_connections_per_peer", l.max_connections_per_peer),
-        ("max_buffered_bytes", l.max_buffered_bytes),
-    ] {
-        if n == 0 {
-            problems.push(p.problem("sources", name, Some(key), "must be more than 0"));
-        }
-    }
-    let limits = sources::net::Limits {
-        max_connections: l.max_connections.max(1),
-        max_connections_per_peer: l.max_connections_per_peer.max(1),
-        read_timeout,
-        idle_timeout,
-        buffered: sources::net::Budget::new(l.max_buffered_bytes),
-    };
-    (limits, tls)
-}
-
-fn positive_duration(
-    p: &Pipeline,
-    problems: &mut Vec<crate::config::Problem>,
-    name: &str,
-    key: &str,
-    text: &str,
-) -> std::time::Duration {
-    match weir_sql::parse_duration(text) {
-        Ok(ns) if ns > 0 => std::time::Duration::from_nanos(ns as u64),
-        Ok(_) => {
-            problems.push(p.problem("sources", name, Some(key), "must be more than 0"));
-            std::time::Duration::from_secs(1)
-        }
-        Err(e) => {
-            problems.push(p.problem("sources", name, Some(key), e));
-            std::time::Duration::from_secs(1)
-        }
     }
 }

@@ -13,6 +13,8 @@ pub mod json;
 pub mod loki;
 pub mod remote_write;
 
+use super::component::Runner;
+use crate::component::BuildContext;
 use crate::config::{Compression, SinkConfig};
 use crate::topology::{drain, Rx, Shutdown, Stats};
 use reqwest::blocking::Client;
@@ -295,15 +297,26 @@ pub fn prepare(name: &str, cfg: &SinkConfig) -> Result<Prepared, (&'static str, 
 }
 
 /// Runs an HTTP sink until its input closes.
-pub fn run(name: &str, cfg: &SinkConfig, input: Rx, stats: Arc<Stats>, shutdown: Shutdown) {
-    let (endpoint, mut api) = match prepare(name, cfg) {
-        Ok(x) => x,
-        Err((key, e)) => {
-            tracing::error!(sink = name, "{key}: {e}; stopping the pipeline");
-            shutdown.trigger();
-            return drain(&input);
+/// Builds an HTTP sink (`http`, `elasticsearch`, `loki`,
+/// `prometheus_remote_write`): its endpoint and API, checked once, are
+/// what it runs with.
+pub fn build(cfg: &SinkConfig, cx: &mut BuildContext<'_>) -> Option<Runner> {
+    let cfg = with_tls_resolved(cfg, cx.pipeline.base_dir());
+    let prepared = match prepare(cx.name, &cfg) {
+        Ok(prepared) => prepared,
+        Err((key, msg)) => {
+            cx.problem(key, msg);
+            return None;
         }
     };
+    let name = cx.name.to_string();
+    Some(Box::new(move |input, stats, shutdown| {
+        run(&name, prepared, input, stats, shutdown)
+    }))
+}
+
+fn run(name: &str, prepared: Prepared, input: Rx, stats: Arc<Stats>, shutdown: Shutdown) {
+    let (endpoint, mut api) = prepared;
     let client = match endpoint.client() {
         Ok(c) => c,
         Err(e) => {

@@ -20,6 +20,7 @@ pub mod checkpoint;
 
 pub use checkpoint::{Ledger, Marks};
 
+use super::component::{BuildContext, Job, Source};
 use super::{Batcher, LineReader};
 use crate::codec::Decoder;
 use crate::config::{FileSource, ReadFrom};
@@ -185,6 +186,42 @@ impl Ctx<'_> {
         let mut t = self.tail_stream(copy.path, copy.file, copy.key, copy.size, head, id, offset);
         t.leaving = Some(Instant::now());
         t
+    }
+}
+
+impl Source for FileSource {
+    fn build(&self, cx: &mut BuildContext<'_>, out: Batcher, shutdown: Shutdown) -> Option<Job> {
+        cx.check_lines_format(self.format);
+        let path = cx.pipeline.resolve(&self.path);
+        let paths = match Paths::new(path.clone(), &self.exclude) {
+            Ok(paths) => paths,
+            Err(what) => {
+                cx.problem("path", what);
+                return None;
+            }
+        };
+        if !self.follow && !paths.is_glob() && !path.is_file() {
+            let what = format!(
+                "no file at {} (set `follow = true` to wait for it)",
+                path.display()
+            );
+            cx.problem("path", what);
+        }
+        let saved = self.checkpoint.unwrap_or(self.follow).then(|| {
+            cx.pipeline
+                .state_path("checkpoints", &format!("{}.json", cx.name))
+        });
+        // Checked here so that `weir validate` reports an unreadable file;
+        // read when the source starts, after a source it replaces (a
+        // reload) saved its last.
+        if let Some(Err(what)) = saved.as_deref().map(Ledger::check) {
+            cx.problem("checkpoint", what);
+        }
+        let (name, cfg) = (cx.name.to_string(), self.clone());
+        Some(Box::new(move || match Ledger::open(saved) {
+            Ok(ledger) => run(&name, &cfg, &paths, Arc::new(ledger), out, shutdown),
+            Err(what) => tracing::error!(source = %name, "{what}"),
+        }))
     }
 }
 
