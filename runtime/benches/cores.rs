@@ -51,13 +51,14 @@ fn run_once(pipeline: &Path, pinned: bool) -> Took {
         }
     }
     let start = Instant::now();
-    let child = cmd.spawn().expect("spawn weir");
+    // Reaped by wait4 below, which std's `Child` does not know of.
+    let child = cmd.spawn().expect("spawn weir").id() as i32;
     let mut status = 0;
     // SAFETY: an all-zero rusage is a valid value; wait4 fills it.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: waits for our own child, whose pid std does not reap (the
     // `Child` is never waited on).
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let pid = unsafe { libc::wait4(child, &mut status, 0, &mut usage) };
     let wall = start.elapsed().as_secs_f64();
     assert!(pid > 0 && status == 0, "weir run failed: status {status}");
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;

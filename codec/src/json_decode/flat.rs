@@ -209,9 +209,12 @@ mod tests {
     use super::super::decode_object;
     use weir_layout::BatchBuf;
 
+    /// A decoded event's bytes, or the error.
+    type Decoded = Result<Vec<u8>, String>;
+
     /// The event (and error) of `line` by the fast path, where it takes
     /// the line, and by serde_json alone.
-    fn both(line: &[u8]) -> (Option<Result<Vec<u8>, String>>, Result<Vec<u8>, String>) {
+    fn both(line: &[u8]) -> (Option<Decoded>, Decoded) {
         let mut fast = BatchBuf::new();
         let taken = super::decode(&mut fast, line, "ts", 7, &|_| Ok(0))
             .map(|r| r.map(|()| fast.as_bytes().to_vec()));
