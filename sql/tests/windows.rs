@@ -401,6 +401,15 @@ fn percentiles_and_functions_run_per_window() {
     assert!(seen >= 5);
 }
 
+/// Result rows as the events a pipeline query sends on.
+fn events(rows: Vec<weir_sql::Rows>) -> BatchBuf {
+    let mut out = BatchBuf::new();
+    for r in &weir_sql::batches(rows) {
+        weir_sql::append_rows(r, &mut out, 0).unwrap();
+    }
+    out
+}
+
 #[test]
 fn plain_queries_run_per_batch_and_nested_fields_are_reachable() {
     let opts = logs(0);
@@ -419,11 +428,7 @@ fn plain_queries_run_per_batch_and_nested_fields_are_reachable() {
             .finish()
             .unwrap();
     }
-    let rows = weir_sql::batches(q.push(&b).unwrap().rows);
-    let mut out = BatchBuf::new();
-    for r in &rows {
-        weir_sql::append_rows(r, &mut out, 0).unwrap();
-    }
+    let out = events(q.push(&b).unwrap().rows);
     let got: Vec<_> = out
         .iter()
         .map(|e| {
@@ -714,10 +719,7 @@ fn a_where_before_the_rest_of_the_row_keeps_rows_failures_and_their_events() {
     )
     .unwrap();
     let pushed = q.push(&b).unwrap();
-    let mut out = BatchBuf::new();
-    for r in &weir_sql::batches(pushed.rows) {
-        weir_sql::append_rows(r, &mut out, 0).unwrap();
-    }
+    let out = events(pushed.rows);
     let got: Vec<_> = out
         .iter()
         .map(|e| {
@@ -734,10 +736,7 @@ fn a_where_before_the_rest_of_the_row_keeps_rows_failures_and_their_events() {
     // The predicate itself fails on one row: that row alone is left out.
     let mut q = Query::new("SELECT msg FROM logs WHERE 100 / d > 30", opts).unwrap();
     let pushed = q.push(&b).unwrap();
-    let mut out = BatchBuf::new();
-    for r in &weir_sql::batches(pushed.rows) {
-        weir_sql::append_rows(r, &mut out, 0).unwrap();
-    }
+    let out = events(pushed.rows);
     let got: Vec<_> = out
         .iter()
         .map(|e| e.get_str("msg").unwrap().to_string())

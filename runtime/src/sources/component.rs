@@ -3,7 +3,8 @@
 //! without knowing any of them by name; [`SourceConfig::source`] is the
 //! registry, one line per type.
 
-use super::{net, Batcher};
+use super::net::{self, Net};
+use super::Batcher;
 pub use crate::component::{BuildContext, Job};
 use crate::config::{ListenSettings, SourceConfig};
 use crate::topology::Shutdown;
@@ -34,13 +35,10 @@ impl SourceConfig {
 }
 
 impl BuildContext<'_> {
-    /// A listening source's address, its budgets checked (durations parse
-    /// and are above zero, counts and byte budgets are above zero), and its
-    /// TLS acceptor.
-    pub fn listen(
-        &mut self,
-        l: &ListenSettings<'_>,
-    ) -> (net::Limits, Option<tokio_rustls::TlsAcceptor>) {
+    /// A listening source's connections, served into `out` until
+    /// `shutdown`: its address, budgets (durations parse and are above
+    /// zero, counts and byte budgets are above zero) and TLS checked.
+    pub fn listener(&mut self, l: &ListenSettings<'_>, out: Batcher, shutdown: Shutdown) -> Net {
         self.check_address(l.address);
         let base = self.pipeline.base_dir();
         let tls = l.tls.and_then(|t| match t.resolved(base).acceptor() {
@@ -71,7 +69,14 @@ impl BuildContext<'_> {
             idle_timeout,
             buffered: net::Budget::new(l.max_buffered_bytes),
         };
-        (limits, tls)
+        out.into_net(self.name, shutdown).with_limits(limits, tls)
+    }
+
+    /// An HTTP `path` setting starts with `/`.
+    pub fn check_path(&mut self, path: &str) {
+        if !path.starts_with('/') {
+            self.problem("path", "must start with `/`");
+        }
     }
 
     /// Lines need a line format: `msgpack` is for framed records.

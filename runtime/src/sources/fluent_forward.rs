@@ -24,8 +24,7 @@ const READ: usize = 64 << 10;
 
 impl Source for FluentForwardSource {
     fn build(&self, cx: &mut BuildContext<'_>, out: Batcher, shutdown: Shutdown) -> Option<Job> {
-        let (limits, tls) = cx.listen(&self.listen());
-        let net = out.into_net(cx.name, shutdown).with_limits(limits, tls);
+        let net = cx.listener(&self.listen(), out, shutdown);
         let cfg = self.clone();
         Some(Box::new(move || run(net, &cfg)))
     }

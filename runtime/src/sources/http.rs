@@ -52,11 +52,8 @@ const DECODE_APART: usize = 256 << 10;
 
 impl Source for HttpSource {
     fn build(&self, cx: &mut BuildContext<'_>, out: Batcher, shutdown: Shutdown) -> Option<Job> {
-        let (limits, tls) = cx.listen(&self.listen());
-        if !self.path.starts_with('/') {
-            cx.problem("path", "must start with `/`");
-        }
-        let net = out.into_net(cx.name, shutdown).with_limits(limits, tls);
+        let net = cx.listener(&self.listen(), out, shutdown);
+        cx.check_path(&self.path);
         let cfg = self.clone();
         Some(Box::new(move || run_http(net, &cfg)))
     }
@@ -82,11 +79,8 @@ pub fn run_http(net: Net, cfg: &HttpSource) {
 
 impl Source for RemoteWriteSource {
     fn build(&self, cx: &mut BuildContext<'_>, out: Batcher, shutdown: Shutdown) -> Option<Job> {
-        let (limits, tls) = cx.listen(&self.listen());
-        if !self.path.starts_with('/') {
-            cx.problem("path", "must start with `/`");
-        }
-        let net = out.into_net(cx.name, shutdown).with_limits(limits, tls);
+        let net = cx.listener(&self.listen(), out, shutdown);
+        cx.check_path(&self.path);
         let cfg = self.clone();
         Some(Box::new(move || run_remote_write(net, &cfg)))
     }

@@ -15,14 +15,13 @@ use weir_layout::{BatchBuf, Encoder, LayoutError};
 
 impl Source for SyslogSource {
     fn build(&self, cx: &mut BuildContext<'_>, out: Batcher, shutdown: Shutdown) -> Option<Job> {
-        let (limits, tls) = cx.listen(&self.listen());
+        let net = cx.listener(&self.listen(), out, shutdown);
         if self.tls.is_some() && self.mode == SyslogMode::Udp {
             cx.problem(
                 "tls",
                 "TLS is for `mode = \"tcp\"`; syslog over UDP has none",
             );
         }
-        let net = out.into_net(cx.name, shutdown).with_limits(limits, tls);
         let cfg = self.clone();
         Some(Box::new(move || run(net, &cfg)))
     }
