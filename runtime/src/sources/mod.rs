@@ -14,7 +14,7 @@ pub mod prometheus_scrape;
 pub mod stdin;
 pub mod syslog;
 
-pub use component::{BuildContext, Source};
+pub use component::Source;
 
 use crate::codec::{timestamp, Decoder, Line, LineSplitter};
 use crate::topology::{Ack, Batch, Closed, Output, Stats};

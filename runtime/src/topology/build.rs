@@ -12,6 +12,7 @@ use super::edge::{Batch, Output, Rx, Shutdown, Stats, Tx, WeakOutput};
 use super::reload::Watched;
 use crate::alerts::Hub;
 use crate::buffers::{self, BufferConfig};
+use crate::component::Job;
 use crate::config::{OnError, Pipeline, Problems, TransformConfig, DEAD_LETTER, ERRORS, LATE};
 use crate::plugin::{Limits, PluginEngine};
 use crate::sources::Batcher;
@@ -20,8 +21,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-
-type Job = Box<dyn FnOnce() + Send>;
 
 /// Appended to the counters' names of a component a reload replaced.
 const BEFORE_RELOAD: &str = " (before reload)";
