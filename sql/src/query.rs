@@ -80,7 +80,11 @@ impl Pushed {
 /// the steps (the filter again, then the projections). `None` when the
 /// predicate fails on the batch: the whole path then finds the rows that
 /// fail, alone.
-fn prefiltered(run: &mut Running, batch: &BatchBuf) -> Result<Option<Pushed>, Error> {
+fn prefiltered(
+    run: &mut Running,
+    stats: &mut QueryStats,
+    batch: &BatchBuf,
+) -> Result<Option<Pushed>, Error> {
     use arrow::array::Array;
     let Some((pre, probe)) = run.prefilter.as_mut() else {
         return Ok(None);
@@ -98,27 +102,53 @@ fn prefiltered(run: &mut Running, batch: &BatchBuf) -> Result<Option<Pushed>, Er
         run.converter.push(&event);
     }
     let kept = run.converter.finish();
+    let times = table.column(0).as_primitive::<TimestampNanosecondType>();
     let mut out = Pushed::default();
+    row_by_row(
+        run,
+        stats,
+        batch,
+        &kept,
+        Some(&keep),
+        times.values(),
+        &mut out,
+    )?;
+    Ok(Some(out))
+}
+
+/// Runs the steps of a query without an aggregate over `table`, the rows
+/// of the events of `batch` that `mask` keeps (all without one): a row
+/// that fails to evaluate fails alone, and the rows are as of the newest
+/// of `times`.
+fn row_by_row(
+    run: &Running,
+    stats: &mut QueryStats,
+    batch: &BatchBuf,
+    table: &RecordBatch,
+    mask: Option<&[bool]>,
+    times: &[i64],
+    out: &mut Pushed,
+) -> Result<(), Error> {
     let (mut parts, mut failed) = (Vec::new(), Vec::new());
     let steps = &run.plan.steps;
     let mut eval = |t: &RecordBatch| {
         parts.push(steps.run(t.clone())?);
         Ok(())
     };
-    isolate(&kept, 0, &mut eval, &mut failed, &mut 64);
-    out.fail(batch, Some(&keep), failed);
+    isolate(table, 0, &mut eval, &mut failed, &mut 64);
+    out.fail(batch, mask, failed);
     let rows = match parts.len() {
         0 => RecordBatch::new_empty(run.plan.output.clone()),
         1 => parts.pop().expect("one part"),
         _ => arrow::compute::concat_batches(&parts[0].schema(), &parts)?,
     };
-    let times = table.column(0).as_primitive::<TimestampNanosecondType>();
-    let window_end = times.values().iter().copied().max().unwrap_or(i64::MIN);
+    stats.rows += rows.num_rows() as u64;
+    let window_end = times.iter().copied().max().unwrap_or(i64::MIN);
     out.rows.push(Rows {
         window_end,
         batch: rows,
     });
-    Ok(Some(out))
+    Ok(())
 }
 
 /// Result rows, with the event time they are as of: alert rules evaluate
@@ -285,12 +315,7 @@ impl Query {
         }
         let run = self.run.as_mut().expect("planned above");
         self.stats.events += batch.len() as u64;
-        if let Some(out) = prefiltered(run, batch)? {
-            self.stats.rows += out
-                .rows
-                .iter()
-                .map(|r| r.batch.num_rows() as u64)
-                .sum::<u64>();
+        if let Some(out) = prefiltered(run, &mut self.stats, batch)? {
             return Ok(out);
         }
         let table = run.converter.convert(batch);
@@ -330,26 +355,13 @@ impl Query {
             None => table,
         };
 
-        let mut parts = Vec::new();
-        let mut failed = Vec::new();
-        let steps = &run.plan.steps;
         let Some((agg, _)) = run.aggregate.as_mut() else {
-            let mut eval = |t: &RecordBatch| {
-                parts.push(steps.run(t.clone())?);
-                Ok(())
-            };
-            isolate(&table, 0, &mut eval, &mut failed, &mut 64);
-            out.fail(batch, on_time.as_deref(), failed);
-            let batch = match parts.len() {
-                0 => RecordBatch::new_empty(run.plan.output.clone()),
-                1 => parts.pop().expect("one part"),
-                _ => arrow::compute::concat_batches(&parts[0].schema(), &parts)?,
-            };
-            self.stats.rows += batch.num_rows() as u64;
-            let window_end = times.iter().copied().max().unwrap_or(i64::MIN);
-            out.rows.push(Rows { window_end, batch });
+            let mask = on_time.as_deref();
+            row_by_row(run, &mut self.stats, batch, &table, mask, &times, &mut out)?;
             return Ok(out);
         };
+        let mut failed = Vec::new();
+        let steps = &run.plan.steps;
         let window = window.expect("aggregates are windowed");
         let schema = &run.plan.input;
         // The aggregate evaluates its arguments before it folds anything
